@@ -1,0 +1,180 @@
+"""The contract every method fulfils; the training loop (`bench.train`) knows nothing else.
+
+A method owns its networks (`nets`, keyed like the official code so released checkpoints load), its
+optimisers (`optimizers`) and any extra training state (image pools). Per iteration the loop calls
+`train_step(batch)`; it evaluates with `translate(x)`; it checkpoints `state_dict()`.
+
+Batches are dicts: ``{"A": (N,3,H,W) in [-1,1], "B": ..., "A_paths": [...], "B_paths": [...]}``;
+A is always the source domain and B the target (the dataset applies the direction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from methods.config import MethodConfig, apply_overrides
+
+# Sizes and schedule lengths for a CPU smoke run. Applied only to the fields a method's config has.
+# A preset never changes the algorithm (DESIGN.md §3).
+SMOKE = {
+    "load_size": 36,
+    "crop_size": 32,
+    "ngf": 8,
+    "ndf": 8,
+    "n_epochs": 1,
+    "n_epochs_decay": 1,
+    "warmup_epochs": 0,
+    "num_patches": 32,
+    "netF_nc": 32,
+}
+
+
+class Method:
+    """Base class. Subclasses set `Config`, build `nets` in `__init__`, implement `train_step`/`translate`."""
+
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: Registry name, set by `methods.registry`.
+    name: ClassVar[str] = ""
+    #: Needs aligned (paired) training data.
+    paired: ClassVar[bool] = False
+    #: `translate` accepts a latent code `z` and gives several outputs per input.
+    multimodal: ClassVar[bool] = False
+    #: Learns both directions (translate(..., direction="BtoA") works).
+    two_way: ClassVar[bool] = False
+    #: Paper, official repository@commit and licence of the official code; shown by `bench methods`.
+    citation: ClassVar[str] = ""
+    official_code: ClassVar[str] = ""
+    licence: ClassVar[str] = ""
+    #: Extra per-method preset overrides merged over the generic ones, e.g. {"smoke": {"nz": 4}}.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Scheduler unit: "epoch" (CycleGAN-style LambdaLR per epoch) or "iteration" (NICE-GAN, MUNIT).
+    schedule_unit: ClassVar[str] = "epoch"
+
+    def __init__(self, cfg: MethodConfig, device: torch.device | str = "cpu") -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.nets: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.epoch = 0
+
+    # ----------------------------------------------------------------- configuration
+    @classmethod
+    def preset_overrides(cls, preset: str) -> dict[str, Any]:
+        """The overrides a preset applies to this method's paper defaults."""
+        field_names = {f.name for f in dataclasses.fields(cls.Config)}
+        generic = {"paper": {}, "smoke": SMOKE}.get(preset)
+        if generic is None and preset not in cls.PRESETS:
+            from bench.errors import ConfigError
+
+            valid = sorted({"paper", "smoke", *cls.PRESETS})
+            raise ConfigError(f"unknown preset {preset!r} for {cls.name}; valid: {', '.join(valid)}")
+        merged = {k: v for k, v in (generic or {}).items() if k in field_names}
+        merged.update(cls.PRESETS.get(preset, {}))
+        return merged
+
+    @classmethod
+    def make_config(cls, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> MethodConfig:
+        """Paper defaults, then the preset, then user overrides; validated."""
+        cfg = cls.Config()
+        cfg = apply_overrides(cfg, cls.preset_overrides(preset))
+        return apply_overrides(cfg, dict(overrides or {}))
+
+    # ----------------------------------------------------------------- training
+    def setup(self, batch: dict) -> None:
+        """Data-dependent initialisation (e.g. CUT's lazy MLP head), then create the optimisers."""
+        self.optimizers = self.make_optimizers()
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached scalar loss tensors keyed like the official loss_names."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each epoch (1-based, like the official `epoch_count`)."""
+        self.epoch = epoch
+
+    def data_jitter(self, epoch: int) -> bool:
+        """Whether the training data uses load->crop jitter this epoch (CUT family stop it in the decay phase)."""
+        return True
+
+    def lr_lambda(self, step: int) -> float:
+        """Multiplier of the base lr at `step` (0-based epoch or iteration, see `schedule_unit`)."""
+        from methods.schedules import linear_decay
+
+        c = self.cfg
+        return linear_decay(step, c.n_epochs, c.n_epochs_decay, c.warmup_epochs)
+
+    # ----------------------------------------------------------------- inference
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, z: torch.Tensor | None = None, direction: str = "AtoB") -> torch.Tensor:
+        """Translate a batch in [-1,1]; `z` for multimodal methods (None draws a random code)."""
+        raise NotImplementedError
+
+    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Random latent codes for multimodal methods (None for deterministic methods)."""
+        return None
+
+    def train(self) -> None:
+        for net in self.nets.values():
+            net.train()
+
+    def eval(self) -> None:
+        for net in self.nets.values():
+            net.eval()
+
+    # ----------------------------------------------------------------- state
+    def extra_state(self) -> dict[str, Any]:
+        """Training state beyond nets and optimisers (image pools, counters): tensors and plain types."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "extra": self.extra_state(),
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, sd in state["nets"].items():
+            self.nets[k].load_state_dict(sd)
+        for k, sd in state.get("optimizers", {}).items():
+            if k in self.optimizers:
+                self.optimizers[k].load_state_dict(sd)
+        self.load_extra_state(state.get("extra", {}))
+        self.epoch = state.get("epoch", self.epoch)
+
+    def parameter_count(self, names: list[str] | None = None) -> int:
+        """Number of parameters of the named nets (all by default), counted like the official code."""
+        names = list(self.nets) if names is None else names
+        return sum(p.numel() for k in names for p in self.nets[k].parameters())
+
+    def generator_keys(self) -> list[str]:
+        """Nets needed to translate (what `bench import` loads and `best.pt` must contain)."""
+        return [k for k in self.nets if k.startswith("netG")]
+
+
+def set_requires_grad(nets, flag: bool) -> None:
+    """Freeze or unfreeze the parameters of one net or a list of nets."""
+    if isinstance(nets, nn.Module):
+        nets = [nets]
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def adam(params, cfg: MethodConfig, lr: float | None = None, **kw) -> torch.optim.Adam:
+    """Adam with the config's betas (0.5, 0.999 in every official repo)."""
+    return torch.optim.Adam(params, lr=cfg.lr if lr is None else lr, betas=(cfg.beta1, cfg.beta2), **kw)
+
+
+Callback = Callable[..., Any]

@@ -1,0 +1,158 @@
+"""Typed, frozen method configurations with validation and dotted overrides.
+
+Every method declares a frozen dataclass of its paper defaults (subclassing `MethodConfig`). Overrides
+arrive as strings from the CLI (`--set lambda_NCE=2`) or as Python values; `apply_overrides` parses them to
+the field's type and rejects unknown keys with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from bench.errors import ConfigError, closest
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Fields shared by every method: data sizes, schedule, optimiser, init, network widths.
+
+    Defaults are the CycleGAN/CUT code defaults (reference/methods.md §0); each method overrides its own.
+    """
+
+    # data (CGr/CUTr `resize_and_crop`: load 286 -> random crop 256 -> random flip)
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    batch_size: int = 1
+    # schedule: constant lr for n_epochs, then linear decay to ~0 over n_epochs_decay (CGr networks.py)
+    n_epochs: int = 100
+    n_epochs_decay: int = 100
+    warmup_epochs: int = 0
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    # networks
+    ngf: int = 64
+    ndf: int = 64
+    init_type: str = "normal"
+    init_gain: float = 0.02
+
+    CHOICES: typing.ClassVar[dict[str, tuple]] = {
+        "init_type": ("normal", "xavier", "kaiming", "orthogonal", "none"),
+    }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check types, choices and ranges; raise ConfigError naming the field."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            _check_type(type(self).__name__, f.name, value, hints[f.name])
+        for name, allowed in self.CHOICES.items():
+            if hasattr(self, name) and getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{type(self).__name__}.{name}={getattr(self, name)!r} is not one of {list(allowed)}"
+                )
+        for name in ("load_size", "crop_size", "batch_size", "ngf", "ndf"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_epochs", "n_epochs_decay", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.n_epochs + self.n_epochs_decay < 1:
+            raise ConfigError("n_epochs + n_epochs_decay must be >= 1")
+        if self.load_size < self.crop_size:
+            raise ConfigError(f"load_size ({self.load_size}) must be >= crop_size ({self.crop_size})")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.n_epochs + self.n_epochs_decay
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(owner: str, name: str, value: Any, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            raise ConfigError(f"{owner}.{name} must be a list, got {value!r}")
+        return
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{owner}.{name}={value!r} is not one of {list(typing.get_args(hint))}")
+        return
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        raise ConfigError(f"{owner}.{name} must be {hint.__name__}, got {value!r}")
+
+
+def parse_value(text: str, hint: Any, key: str) -> Any:
+    """Parse a CLI string into the type a config field declares."""
+    if not isinstance(text, str):
+        return text
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if text.lower() in ("none", "null"):
+            return None
+        hint = args[0]
+        origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if origin in (tuple, list):
+            (inner,) = typing.get_args(hint)[:1] or (str,)
+            parts = [p for p in text.replace(" ", "").split(",") if p]
+            return tuple(parse_value(p, inner, key) for p in parts)
+        if origin is typing.Literal:
+            return text
+        return text
+    except ValueError:
+        raise ConfigError(f"--set {key}={text!r}: expected {getattr(hint, '__name__', hint)}") from None
+
+
+def apply_overrides(cfg, overrides: Mapping[str, Any], *, prefix: str = ""):
+    """Return a copy of the frozen dataclass `cfg` with `overrides` applied (unknown keys are errors)."""
+    if not overrides:
+        return cfg
+    hints = typing.get_type_hints(type(cfg))
+    names = [f.name for f in fields(cfg)]
+    changes = {}
+    for key, raw in overrides.items():
+        if key not in names:
+            raise ConfigError(
+                f"unknown option {prefix}{key!r} for {type(cfg).__name__}{closest(key, names)}; "
+                f"valid: {', '.join(sorted(names))}"
+            )
+        changes[key] = parse_value(raw, hints[key], prefix + key)
+    return dataclasses.replace(cfg, **changes)
+
+
+def config_json(cfg) -> str:
+    """Canonical JSON of a dataclass config (sorted keys), for hashing and tracking."""
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)

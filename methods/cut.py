@@ -1,0 +1,178 @@
+"""CUT and FastCUT: contrastive unpaired translation with PatchNCE on the generator's encoder.
+
+Park, Efros, Zhang, Zhu. "Contrastive Learning for Unpaired Image-to-Image Translation", ECCV 2020.
+Official code: taesungp/contrastive-unpaired-translation@b3ac297 (BSD). Paper defaults from
+reference/methods.md §2.4: anti-aliased ResNet-9 G and PatchGAN D, lsgan, λ_GAN=1, λ_NCE=1 with
+identity NCE (CUT) or λ_NCE=10 with flip-equivariance (FastCUT), nce_layers 0,4,8,12,16, 256 patches,
+τ=0.07, MLP head of width 256 created at the first forward, xavier(0.02) init, update order D then G+F,
+and no load->crop jitter in the decay phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from methods.base import Method, adam, set_requires_grad
+from methods.config import MethodConfig
+from methods.losses.gan import gan_loss
+from methods.losses.patchnce import multilayer_patch_nce
+from methods.nets.heads import PatchSampleF
+from methods.nets.init import init_weights
+from methods.nets.patchgan import define_D
+from methods.nets.resnet import ResnetGenerator
+from bench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CUTConfig(MethodConfig):
+    n_epochs: int = 200
+    n_epochs_decay: int = 200
+    init_type: str = "xavier"
+    n_blocks: int = 9
+    netD: str = "basic"
+    n_layers_D: int = 3
+    norm: str = "instance"
+    antialias: bool = True
+    antialias_up: bool = True
+    gan_mode: str = "lsgan"
+    lambda_GAN: float = 1.0
+    lambda_NCE: float = 1.0
+    nce_idt: bool = True
+    nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
+    nce_T: float = 0.07
+    num_patches: int = 256
+    netF: str = "mlp_sample"
+    netF_nc: int = 256
+    nce_includes_all_negatives_from_minibatch: bool = False
+    flip_equivariance: bool = False
+    #: CUT-family datasets stop the load->crop jitter after n_epochs (unaligned_dataset.py).
+    finetune_no_jitter: bool = True
+
+    CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
+                               "norm": ("instance", "batch", "none"),
+                               "gan_mode": ("lsgan", "vanilla", "wgangp", "nonsaturating", "hinge"),
+                               "netF": ("mlp_sample", "sample")}
+
+    def validate(self) -> None:
+        super().validate()
+        n_model = 4 + 2 * (4 if self.antialias else 3) + self.n_blocks + 2 * (4 if self.antialias_up else 3) + 3
+        bad = [i for i in self.nce_layers if not 0 <= i < n_model]
+        if bad or not self.nce_layers:
+            raise ConfigError(f"nce_layers {list(self.nce_layers)}: each must index the generator's {n_model} layers")
+        if self.num_patches < 1:
+            raise ConfigError(f"num_patches must be >= 1, got {self.num_patches}")
+
+
+@dataclass(frozen=True)
+class FastCUTConfig(CUTConfig):
+    n_epochs: int = 150
+    n_epochs_decay: int = 50
+    lambda_NCE: float = 10.0
+    nce_idt: bool = False
+    flip_equivariance: bool = True
+
+
+class CUT(Method):
+    Config = CUTConfig
+    citation = "Park et al., Contrastive Learning for Unpaired Image-to-Image Translation, ECCV 2020"
+    official_code = "taesungp/contrastive-unpaired-translation@b3ac297"
+    licence = "BSD"
+
+    def __init__(self, cfg: CUTConfig, device="cpu") -> None:
+        super().__init__(cfg, device)
+        G = ResnetGenerator(3, 3, cfg.ngf, cfg.n_blocks, cfg.norm, False, antialias=cfg.antialias,
+                            antialias_up=cfg.antialias_up)
+        D = define_D(cfg.netD, 3, cfg.ndf, cfg.n_layers_D, cfg.norm, antialias=cfg.antialias)
+        F = PatchSampleF(use_mlp=cfg.netF == "mlp_sample", nc=cfg.netF_nc, init_type=cfg.init_type,
+                         init_gain=cfg.init_gain)
+        self.nets = {"netG": init_weights(G, cfg.init_type, cfg.init_gain).to(self.device),
+                     "netD": init_weights(D, cfg.init_type, cfg.init_gain).to(self.device),
+                     "netF": F.to(self.device)}
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, batch):
+        """Create F's MLPs from the feature shapes of a first batch (CUT's data_dependent_initialize)."""
+        with torch.no_grad():
+            feats = self.nets["netG"](batch["A"][:1].to(self.device), self.cfg.nce_layers, encode_only=True)
+            if self.cfg.netF == "mlp_sample" and not self.nets["netF"].mlp_init:
+                self.nets["netF"].create_mlp([f.shape[1] for f in feats], device=self.device)
+        self.optimizers = self.make_optimizers()
+
+    def make_optimizers(self):
+        opts = {"G": adam(self.nets["netG"].parameters(), self.cfg), "D": adam(self.nets["netD"].parameters(), self.cfg)}
+        if self.cfg.netF == "mlp_sample":
+            opts["F"] = adam(self.nets["netF"].parameters(), self.cfg)
+        return opts
+
+    def data_jitter(self, epoch: int) -> bool:
+        return not (self.cfg.finetune_no_jitter and epoch > self.cfg.n_epochs)
+
+    # ----------------------------------------------------------------- losses
+    def nce_loss(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool) -> torch.Tensor:
+        """PatchNCE between G's encoder features of `tgt` (queries) and `src` (keys, detached)."""
+        c, G, F = self.cfg, self.nets["netG"], self.nets["netF"]
+        feat_q = G(tgt, c.nce_layers, encode_only=True)
+        if flipped:
+            feat_q = [torch.flip(f, [3]) for f in feat_q]
+        feat_k = G(src, c.nce_layers, encode_only=True)
+        k_pool, ids = F(feat_k, c.num_patches, None)
+        q_pool, _ = F(feat_q, c.num_patches, ids)
+        return multilayer_patch_nce(q_pool, k_pool, src.shape[0], c.lambda_NCE, c.nce_T,
+                                    c.nce_includes_all_negatives_from_minibatch)
+
+    def train_step(self, batch):
+        c, n, opt = self.cfg, self.nets, self.optimizers
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        real = torch.cat((real_A, real_B)) if c.nce_idt else real_A
+        flipped = bool(c.flip_equivariance and torch.rand(()).item() < 0.5)
+        if flipped:
+            real = torch.flip(real, [3])
+        fake = n["netG"](real)
+        fake_B = fake[: real_A.size(0)]
+        idt_B = fake[real_A.size(0):] if c.nce_idt else None
+
+        # D first (CUT family order)
+        set_requires_grad(n["netD"], True)
+        opt["D"].zero_grad(set_to_none=True)
+        loss_D_fake = gan_loss(n["netD"](fake_B.detach()), False, c.gan_mode).mean()
+        loss_D_real = gan_loss(n["netD"](real_B), True, c.gan_mode).mean()
+        loss_D = 0.5 * (loss_D_fake + loss_D_real)
+        loss_D.backward()
+        opt["D"].step()
+
+        # then G and F
+        set_requires_grad(n["netD"], False)
+        opt["G"].zero_grad(set_to_none=True)
+        if "F" in opt:
+            opt["F"].zero_grad(set_to_none=True)
+        loss_G_GAN = gan_loss(n["netD"](fake_B), True, c.gan_mode).mean() * c.lambda_GAN if c.lambda_GAN > 0 else torch.zeros((), device=self.device)
+        loss_NCE = self.nce_loss(real_A, fake_B, flipped) if c.lambda_NCE > 0 else torch.zeros((), device=self.device)
+        if c.nce_idt and c.lambda_NCE > 0:
+            loss_NCE_Y = self.nce_loss(real_B, idt_B, flipped)
+            loss_NCE_both = 0.5 * (loss_NCE + loss_NCE_Y)
+        else:
+            loss_NCE_Y = None
+            loss_NCE_both = loss_NCE
+        loss_G = loss_G_GAN + loss_NCE_both
+        loss_G.backward()
+        opt["G"].step()
+        if "F" in opt:
+            opt["F"].step()
+        set_requires_grad(n["netD"], True)
+        out = {"D_real": loss_D_real, "D_fake": loss_D_fake, "G_GAN": loss_G_GAN, "NCE": loss_NCE, "G": loss_G}
+        if loss_NCE_Y is not None:
+            out["NCE_Y"] = loss_NCE_Y
+        return {k: v.detach() for k, v in out.items()}
+
+    @torch.no_grad()
+    def translate(self, x, z=None, direction="AtoB"):
+        if direction != "AtoB":
+            raise ValueError(f"{self.name} is one-way (A->B)")
+        return self.nets["netG"](x.to(self.device))
+
+
+class FastCUT(CUT):
+    Config = FastCUTConfig

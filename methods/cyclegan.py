@@ -1,0 +1,125 @@
+"""CycleGAN: unpaired translation with two generators, two PatchGANs and cycle consistency.
+
+Zhu, Park, Isola, Efros. "Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial
+Networks", ICCV 2017. Official code: junyanz/pytorch-CycleGAN-and-pix2pix@00d5574 (BSD).
+Paper defaults from reference/methods.md §2.1: ResNet-9, IN, lsgan, λ_A=λ_B=10, λ_idt=0.5, pool 50,
+lr 2e-4, 100+100 epochs, init normal(0, 0.02), update order G then D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import Method, adam, set_requires_grad
+from methods.config import MethodConfig
+from methods.losses.gan import gan_loss
+from methods.nets.image_pool import ImagePool
+from methods.nets.init import init_weights
+from methods.nets.patchgan import define_D
+from methods.nets.resnet import ResnetGenerator
+
+
+@dataclass(frozen=True)
+class CycleGANConfig(MethodConfig):
+    n_blocks: int = 9
+    netD: str = "basic"
+    n_layers_D: int = 3
+    norm: str = "instance"
+    use_dropout: bool = False
+    gan_mode: str = "lsgan"
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    #: CUT's re-implementation uses anti-aliased nets; the official CycleGAN does not.
+    antialias: bool = False
+
+    CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
+                               "norm": ("instance", "batch", "none"),
+                               "gan_mode": ("lsgan", "vanilla", "wgangp", "hinge")}
+
+
+class CycleGAN(Method):
+    Config = CycleGANConfig
+    two_way = True
+    citation = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks, ICCV 2017"
+    official_code = "junyanz/pytorch-CycleGAN-and-pix2pix@00d5574"
+    licence = "BSD"
+
+    def __init__(self, cfg: CycleGANConfig, device="cpu") -> None:
+        super().__init__(cfg, device)
+
+        def G():
+            return ResnetGenerator(3, 3, cfg.ngf, cfg.n_blocks, cfg.norm, cfg.use_dropout, antialias=cfg.antialias)
+
+        def D():
+            return define_D(cfg.netD, 3, cfg.ndf, cfg.n_layers_D, cfg.norm, antialias=cfg.antialias)
+
+        self.nets = {"netG_A": G(), "netG_B": G(), "netD_A": D(), "netD_B": D()}
+        for net in self.nets.values():
+            init_weights(net, cfg.init_type, cfg.init_gain).to(self.device)
+        self.fake_A_pool = ImagePool(cfg.pool_size)
+        self.fake_B_pool = ImagePool(cfg.pool_size)
+
+    def make_optimizers(self):
+        n = self.nets
+        return {
+            "G": adam(list(n["netG_A"].parameters()) + list(n["netG_B"].parameters()), self.cfg),
+            "D": adam(list(n["netD_A"].parameters()) + list(n["netD_B"].parameters()), self.cfg),
+        }
+
+    def train_step(self, batch):
+        c, n = self.cfg, self.nets
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        fake_B = n["netG_A"](real_A)
+        rec_A = n["netG_B"](fake_B)
+        fake_A = n["netG_B"](real_B)
+        rec_B = n["netG_A"](fake_A)
+
+        # G_A and G_B (official order: generators first, then discriminators)
+        set_requires_grad([n["netD_A"], n["netD_B"]], False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        losses = {}
+        if c.lambda_identity > 0:
+            idt_A = n["netG_A"](real_B)
+            idt_B = n["netG_B"](real_A)
+            losses["idt_A"] = F.l1_loss(idt_A, real_B) * c.lambda_B * c.lambda_identity
+            losses["idt_B"] = F.l1_loss(idt_B, real_A) * c.lambda_A * c.lambda_identity
+        else:
+            losses["idt_A"] = losses["idt_B"] = torch.zeros((), device=self.device)
+        losses["G_A"] = gan_loss(n["netD_A"](fake_B), True, c.gan_mode)
+        losses["G_B"] = gan_loss(n["netD_B"](fake_A), True, c.gan_mode)
+        losses["cycle_A"] = F.l1_loss(rec_A, real_A) * c.lambda_A
+        losses["cycle_B"] = F.l1_loss(rec_B, real_B) * c.lambda_B
+        loss_G = sum(losses[k] for k in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"))
+        loss_G.backward()
+        self.optimizers["G"].step()
+
+        set_requires_grad([n["netD_A"], n["netD_B"]], True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        losses["D_A"] = self._backward_D(n["netD_A"], real_B, self.fake_B_pool.query(fake_B))
+        losses["D_B"] = self._backward_D(n["netD_B"], real_A, self.fake_A_pool.query(fake_A))
+        self.optimizers["D"].step()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _backward_D(self, netD, real, fake):
+        loss = 0.5 * (gan_loss(netD(real), True, self.cfg.gan_mode) + gan_loss(netD(fake.detach()), False, self.cfg.gan_mode))
+        loss.backward()
+        return loss
+
+    @torch.no_grad()
+    def translate(self, x, z=None, direction="AtoB"):
+        net = self.nets["netG_A" if direction == "AtoB" else "netG_B"]
+        return net(x.to(self.device))
+
+    def extra_state(self):
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+
+    def load_extra_state(self, state):
+        if state:
+            self.fake_A_pool.load_state_dict(state["fake_A_pool"])
+            self.fake_B_pool.load_state_dict(state["fake_B_pool"])

@@ -1,0 +1,1 @@
+"""Shared losses: adversarial (gan.py), contrastive (patchnce.py)."""

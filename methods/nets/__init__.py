@@ -1,0 +1,1 @@
+"""Shared networks: generators, discriminators, projection heads and their building blocks."""

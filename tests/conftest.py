@@ -1,0 +1,41 @@
+"""Shared test fixtures. Real assets come from $BENCH_FIXTURES (the shared/ folder); tests that need them
+skip with a reason when it is unset. Nothing here reaches the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The shared test assets folder ($BENCH_FIXTURES), e.g. ../shared."""
+    root = os.environ.get("BENCH_FIXTURES")
+    if not root:
+        pytest.skip("BENCH_FIXTURES is not set (point it at the shared/ test assets)")
+    path = Path(root)
+    if not (path / "data").is_dir():
+        pytest.skip(f"BENCH_FIXTURES={root} has no data/ folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def inception_weights(fixtures_dir) -> Path:
+    """The offline FID Inception pool3 trunk (no fc layer)."""
+    path = fixtures_dir / "weights" / "pt_inception-2015-12-05-nofc.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Keep caches, MLflow databases and run folders of a test inside its tmp dir."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
