@@ -1,0 +1,250 @@
+"""Evaluation of a trained method on a dataset's test split: translate, write PNGs, score.
+
+Which metrics a run reports depends on the dataset and the method (DESIGN.md §5): FID + KID + SWD for every
+translation; L1/PSNR/SSIM against ground truth for aligned datasets; segmentation scores for Cityscapes
+labels->photo when DRN weights are given; LPIPS diversity (and BicycleGAN's reconstruction error) for
+multimodal methods. Every number carries its protocol fingerprint (bench.metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.config import RunConfig
+from bench.images import grid, save_png, to_uint8
+
+log = logging.getLogger(__name__)
+
+UNPAIRED_METRICS = ("fid", "kid", "swd")
+PAIRED_METRICS = ("l1", "psnr", "ssim")
+SEG_METRICS = ("miou", "pixel_acc", "class_acc")
+N_QUALITATIVE = 8
+
+
+@dataclass
+class EvalData:
+    """The test inputs (source domain) and the real reference images (target domain)."""
+
+    sources: Any  # ImageDataset of the source domain
+    targets: Any  # ImageDataset of the target domain
+    aligned: bool  # targets[i] is the ground truth of sources[i]
+
+
+def load_eval_data(cfg: RunConfig, direction: str | None = None) -> EvalData:
+    """Source and target test images after the dataset's direction, resized to the method's crop size."""
+    from bench.data import get_spec, load_domain
+
+    spec = get_spec(cfg.dataset)
+    size = cfg.method_cfg.crop_size
+    kw = dict(root=cfg.data.root, direction=direction or cfg.data.direction, size=size)
+    return EvalData(load_domain(cfg.dataset, "test", "A", **kw), load_domain(cfg.dataset, "test", "B", **kw),
+                    aligned=bool(spec.aligned))
+
+
+def wanted_metrics(cfg: RunConfig, method, data: EvalData) -> list[str]:
+    """The metrics this run calls for (or the user's explicit list)."""
+    if cfg.eval.metrics:
+        return list(cfg.eval.metrics)
+    names = list(UNPAIRED_METRICS)
+    if data.aligned:
+        names += PAIRED_METRICS
+    if cfg.dataset == "cityscapes" and _is_label_to_photo(cfg):
+        names += SEG_METRICS
+    if method.multimodal:
+        names.append("lpips_diversity")
+        if hasattr(method, "reconstruct") and data.aligned:
+            names.append("recon_l1")
+    return names
+
+
+def _is_label_to_photo(cfg: RunConfig) -> bool:
+    from bench.data import get_spec
+
+    spec = get_spec(cfg.dataset)
+    direction = cfg.data.direction or spec.default_direction
+    return direction == spec.default_direction
+
+
+def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
+    items = [ds[i] for i in idx]
+    return torch.stack([it["image"] for it in items]), [it["path"] for it in items]
+
+
+class Evaluator:
+    """Scores a method on the test split; caches the reference images of the run on disk."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB") -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.direction = direction
+        self.data = load_eval_data(cfg, None if direction == "AtoB" else _reverse(cfg))
+        self.sub = "" if direction == "AtoB" else "BtoA/"
+        self.reference_dir = self.run_dir / "eval" / f"{self.sub}reference"
+        self._write_reference()
+
+    # ----------------------------------------------------------------- helpers
+    def _write_reference(self) -> None:
+        n = len(self.data.targets)
+        if self.reference_dir.is_dir() and len(list(self.reference_dir.glob("*.png"))) == n:
+            return
+        for i in range(n):
+            item = self.data.targets[i]
+            save_png(to_uint8(item["image"][None])[0], self.reference_dir / f"{Path(item['path']).stem}.png")
+
+    def _context(self) -> dict[str, Any]:
+        return {"dataset": self.cfg.dataset, "direction": self.cfg.data.direction or "default",
+                "translation": self.direction, "reference_split": "test", "image_size": self.cfg.method_cfg.crop_size,
+                "fake_format": "png (uint8, floor as tensor2im)"}
+
+    def _metrics_kwargs(self) -> dict[str, Any]:
+        e = self.cfg.eval
+        return dict(protocol=e.protocol, device=str(self.device), batch_size=e.batch_size, seed=self.cfg.seed,
+                    inception_weights=e.inception_weights, context=self._context())
+
+    @torch.no_grad()
+    def _translate(self, method, x: torch.Tensor, z=None) -> torch.Tensor:
+        return method.translate(x.to(self.device), z=z, direction=self.direction).cpu()
+
+    def _fixed_z(self, method, n: int, stream: int = 0):
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + stream)
+        return method.sample_z(n, generator=gen)
+
+    def translate_batches(self, method, indices: list[int], batch_size: int = 8):
+        """Yield (uint8 fakes, source paths) for the given source indices, in batches (eval mode)."""
+        for start in range(0, len(indices), batch_size):
+            idx = indices[start:start + batch_size]
+            x, paths = _stack(self.data.sources, idx)
+            z = self._fixed_z(method, len(idx), stream=start)
+            if z is not None:
+                z = z.to(self.device)
+            yield to_uint8(self._translate(method, x, z)), paths
+
+    # ----------------------------------------------------------------- quick eval during training
+    def quick(self, method, n: int, metric: str) -> dict[str, float]:
+        """Translate the first `n` test inputs and score `metric` against the full reference set."""
+        from bench.metrics import evaluate
+
+        count = len(self.data.sources) if n <= 0 else min(n, len(self.data.sources))
+        fakes = torch.cat([f for f, _ in self.translate_batches(method, list(range(count)))])
+        res = evaluate(self.reference_dir, fakes, metrics=(metric,), **self._metrics_kwargs())[metric]
+        if res.value is None:
+            log.warning("in-training %s unavailable: %s", metric, res.unavailable)
+            return {}
+        return {metric: float(res.value)}
+
+    def sample_grid(self, method, n: int = N_QUALITATIVE) -> torch.Tensor:
+        """inputs | outputs (| ground truth) for the first n test inputs, as one uint8 image."""
+        n = min(n, len(self.data.sources))
+        x, _ = _stack(self.data.sources, list(range(n)))
+        fakes = next(self.translate_batches(method, list(range(n)), batch_size=n))[0]
+        rows = [to_uint8(x), fakes]
+        if self.data.aligned:
+            rows.append(to_uint8(_stack(self.data.targets, list(range(n)))[0]))
+        return grid(rows)
+
+    # ----------------------------------------------------------------- full evaluation
+    def full(self, method, tag: str) -> dict[str, Any]:
+        """Translate the test split into eval/<tag>/fake/*.png and compute every wanted metric."""
+        from bench.metrics import evaluate, paired_scores
+
+        cfg = self.cfg
+        n_src = len(self.data.sources)
+        n = n_src if cfg.eval.n_test <= 0 else min(cfg.eval.n_test, n_src)
+        fake_dir = self.run_dir / "eval" / f"{self.sub}{tag}" / "fake"
+        qual_dir = self.run_dir / "eval" / f"{self.sub}{tag}" / "test"
+        for fakes, paths in self.translate_batches(method, list(range(n))):
+            for img, p in zip(fakes, paths):
+                save_png(img, fake_dir / f"{Path(p).stem}.png")
+        for i in range(min(N_QUALITATIVE, n)):
+            item = self.data.sources[i]
+            stem = Path(item["path"]).stem
+            save_png(to_uint8(item["image"][None])[0], qual_dir / "inputs" / f"{stem}.png")
+            (qual_dir / "outputs").mkdir(parents=True, exist_ok=True)
+            (qual_dir / "outputs" / f"{stem}.png").write_bytes((fake_dir / f"{stem}.png").read_bytes())
+
+        names = wanted_metrics(cfg, method, self.data)
+        results: dict[str, Any] = {}
+        dist = [m for m in names if m in UNPAIRED_METRICS]
+        if dist:
+            results.update(evaluate(self.reference_dir, fake_dir, metrics=tuple(dist), **self._metrics_kwargs()))
+        pair = [m for m in names if m in PAIRED_METRICS]
+        if pair and self.data.aligned:
+            results.update(paired_scores(self.reference_dir, fake_dir, metrics=tuple(pair)))
+        seg = [m for m in names if m in SEG_METRICS]
+        if seg:
+            results.update(self._segmentation(fake_dir))
+        if "lpips_diversity" in names:
+            results["lpips_diversity"] = self._lpips(method)
+        if "recon_l1" in names:
+            results["recon_l1"] = self._recon(method)
+        return {"metrics": {k: v.to_dict() for k, v in results.items()}, "n_test": n, "fake_dir": str(fake_dir)}
+
+    def _segmentation(self, fake_dir: Path):
+        from bench.metrics import segmentation_scores
+
+        label_dir = self.run_dir / "eval" / f"{self.sub}labels"
+        if not label_dir.is_dir():
+            for i in range(len(self.data.sources)):
+                item = self.data.sources[i]
+                save_png(to_uint8(item["image"][None])[0], label_dir / f"{Path(item['path']).stem}.png")
+        return segmentation_scores(fake_dir, label_dir, weights=self.cfg.eval.seg_weights, device=str(self.device))
+
+    def _lpips(self, method):
+        from bench.metrics import lpips_diversity
+
+        e = self.cfg.eval
+        n = min(e.lpips_inputs, len(self.data.sources))
+        x, _ = _stack(self.data.sources, list(range(n)))
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        outs = []
+        for i in range(n):
+            xi = x[i:i + 1].expand(e.lpips_samples, -1, -1, -1).to(self.device)
+            z = method.sample_z(e.lpips_samples, generator=gen).to(self.device)
+            outs.append(method.translate(xi, z=z, direction=self.direction).cpu())
+        return lpips_diversity(torch.stack(outs), device=str(self.device))
+
+    def _recon(self, method):
+        """BicycleGAN Table 1: mean ||B - G(A, E(B))||_1 over the test pairs (images in [-1, 1])."""
+        from bench.metrics import MetricResult
+
+        total, count = 0.0, 0
+        for start in range(0, len(self.data.sources), 8):
+            idx = list(range(start, min(start + 8, len(self.data.sources))))
+            a, _ = _stack(self.data.sources, idx)
+            b, _ = _stack(self.data.targets, idx)
+            with torch.no_grad():
+                rec = method.reconstruct(a.to(self.device), b.to(self.device)).cpu()
+            total += (rec - b).abs().mean(dim=(1, 2, 3)).sum().item()
+            count += len(idx)
+        return MetricResult(name="recon_l1", value=total / count, std=None, details={}, higher_is_better=False,
+                            unavailable=None, fingerprint={"metric": "recon_l1", "n": count, "range": "[-1,1]",
+                                                           "protocol": "BicycleGAN Table 1: ||B - G(A, mu(E(B)))||_1",
+                                                           **self._context()})
+
+
+def _reverse(cfg: RunConfig) -> str:
+    """The dataset direction opposite to the run's (for scoring two-way methods backwards)."""
+    from bench.data import get_spec
+
+    spec = get_spec(cfg.dataset)
+    current = cfg.data.direction or spec.default_direction
+    options = [d for d in spec.directions if d != current]
+    reverse = {"AtoB": "BtoA", "BtoA": "AtoB"}.get(current)
+    if reverse in spec.directions:
+        return reverse
+    if "2" in current:
+        a, b = current.split("2", 1)
+        if f"{b}2{a}" in spec.directions:
+            return f"{b}2{a}"
+    return options[0]
+
+
+def sample_grid_png(evaluator: Evaluator, method, path: Path) -> Path:
+    save_png(evaluator.sample_grid(method), path)
+    return path
