@@ -1,0 +1,387 @@
+"""MLflow tracking: one run per (method, dataset, seed) with params, metrics, artifacts and tags.
+
+Uses `mlflow.MlflowClient` with explicit run ids (never the fluent `mlflow.start_run` global state), so that a
+resumed run, a nested study trial and a run in a subprocess all write to the run they name.
+
+Schema (what `bench.train` writes and `bench.tables` / `bench.plots` read):
+- experiment = dataset name; run name `<method>/seed<N>`; study trials carry the tag `mlflow.parentRunId`.
+- tags `bench.method`, `bench.dataset`, `bench.direction`, `bench.seed`, `bench.preset`, `bench.study`,
+  `bench.trial`, `bench.git_commit`, `bench.run_dir`, `bench.config_hash`, `bench.status`
+  (running/finished/failed/pruned/killed), `bench.protocol.<metric>` (JSON), `bench.swept` (JSON dict).
+- params: the flattened resolved config (`method.<field>`, `data.<field>`, `train.<field>`, `eval.<field>`).
+- metrics: `train/<loss>` (step = iteration), `eval/<metric>` (step = epoch), `last/<metric>`,
+  `best/<metric>`, `best/epoch`, `last/epoch`, stds as `<prefix>/<metric>_std`.
+- artifacts: `config.json`, `metrics.json`, `samples/epoch_<NNNN>.png`, `test/{inputs,outputs}/<stem>.png`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, ConfigError, UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+# Tag names of the schema, as constants so writers and readers cannot drift apart.
+TAG_METHOD = "bench.method"
+TAG_DATASET = "bench.dataset"
+TAG_DIRECTION = "bench.direction"
+TAG_SEED = "bench.seed"
+TAG_PRESET = "bench.preset"
+TAG_STUDY = "bench.study"
+TAG_TRIAL = "bench.trial"
+TAG_GIT_COMMIT = "bench.git_commit"
+TAG_RUN_DIR = "bench.run_dir"
+TAG_CONFIG_HASH = "bench.config_hash"
+TAG_STATUS = "bench.status"
+TAG_ERROR = "bench.error"
+TAG_SWEPT = "bench.swept"
+TAG_PROTOCOL_PREFIX = "bench.protocol."
+TAG_PARENT = "mlflow.parentRunId"
+
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+# bench.status written by finish() for each MLflow terminal status (callers may override, e.g. "pruned").
+_BENCH_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
+
+# MLflow limits (mlflow.utils.validation); fall back to the documented values if the constants move.
+try:  # pragma: no cover - exercised implicitly
+    from mlflow.utils.validation import (
+        MAX_METRICS_PER_BATCH,
+        MAX_PARAM_VAL_LENGTH,
+        MAX_PARAMS_TAGS_PER_BATCH,
+        MAX_TAG_VAL_LENGTH,
+    )
+except ImportError:  # pragma: no cover
+    MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH = 6000, 8000
+    MAX_PARAMS_TAGS_PER_BATCH, MAX_METRICS_PER_BATCH = 100, 1000
+
+TRUNCATION_MARKER = "...[truncated]"
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The URI to use: the explicit one, else $MLFLOW_TRACKING_URI, else `sqlite:///mlflow.db` in the cwd."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def run_name(method: str, seed: int) -> str:
+    """The run name of the schema: `<method>/seed<N>`."""
+    return f"{method}/seed{int(seed)}"
+
+
+def to_text(value: Any) -> str:
+    """A param/tag value as text: strings as they are, containers as JSON, the rest via str() like MLflow."""
+    if isinstance(value, str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut `text` to `limit` characters, ending in a visible marker when it was cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings/dataclasses to dotted keys: {"train": {"lr": 2e-4}} -> {"train.lr": 2e-4}."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    if not isinstance(config, Mapping):
+        return {prefix: config} if prefix else {"value": config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        is_record = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        if is_record or (isinstance(value, Mapping) and value):  # an empty dict stays a leaf, "{}"
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _check_server(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast on an unreachable tracking server instead of MLflow's minutes of retries."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - user-given http(s) URI
+            if response.status != 200:
+                raise UsageError(f"MLflow tracking server {uri} answered {response.status} on /health; "
+                                 "check --tracking-uri / MLFLOW_TRACKING_URI")
+    except (urllib.error.URLError, OSError) as exc:
+        raise UsageError(f"cannot reach the MLflow tracking server {uri} ({exc}); start it or fix "
+                         "--tracking-uri / MLFLOW_TRACKING_URI") from exc
+
+
+def make_client(tracking_uri: str | None = None):
+    """An `MlflowClient` for the resolved URI; a bad or unreachable URI is a UsageError naming it."""
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        # Touch the store now so a bad scheme or an unopenable database fails here, not mid-training.
+        client.search_experiments(max_results=1)
+    except BenchError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"cannot open MLflow tracking URI {uri!r}: {exc}. Use e.g. "
+                         f"--tracking-uri {DEFAULT_TRACKING_URI} or http://host:5000") from exc
+    return client
+
+
+def get_or_create_experiment(client, name: str) -> str:
+    """The id of experiment `name`, creating (or restoring a deleted) one; safe against concurrent creators."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        # Another process created it between our lookup and create (parallel seeds / study workers).
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+class Tracker:
+    """One MLflow run, addressed by its id. `Tracker.disabled()` has the same interface and does nothing.
+
+    Logging calls after `start` never raise: a tracking failure mid-training logs a warning and the training
+    continues (the run folder on disk still has everything). Errors at `start` are raised.
+    """
+
+    def __init__(self, client=None, run_id: str | None = None, experiment_id: str | None = None,
+                 tracking_uri: str | None = None):
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.tracking_uri = tracking_uri
+        self.failures = 0
+        self._warned: set[str] = set()
+        self._finished = False
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def disabled(cls) -> "Tracker":
+        """A tracker that records nothing (for --no-tracking)."""
+        return cls()
+
+    @classmethod
+    def start(cls, tracking_uri: str | None = None, experiment: str = "default", run_name: str | None = None,
+              run_id: str | None = None, tags: Mapping[str, Any] | None = None,
+              params: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> "Tracker":
+        """Start a new run in `experiment`, or resume `run_id` (same run, status back to RUNNING).
+
+        Args:
+            tracking_uri: explicit URI; None uses $MLFLOW_TRACKING_URI or `sqlite:///mlflow.db`.
+            parent_run_id: makes this a nested run (study trial) under that run.
+            params: logged once; on resume, existing params must keep their value (MLflow forbids changes).
+        """
+        from mlflow.exceptions import MlflowException
+
+        uri = resolve_tracking_uri(tracking_uri)
+        client = make_client(uri)
+        all_tags = {k: to_text(v) for k, v in (tags or {}).items()}
+        if parent_run_id:
+            all_tags[TAG_PARENT] = parent_run_id
+        all_tags[TAG_STATUS] = "running"
+        all_tags.pop(TAG_ERROR, None)
+        try:
+            if run_id:
+                try:
+                    run = client.get_run(run_id)
+                except MlflowException as exc:
+                    raise UsageError(f"cannot resume MLflow run {run_id} at {uri}: {exc}; check the run id "
+                                     "(recorded in the run folder) and --tracking-uri") from exc
+                experiment_id = run.info.experiment_id
+                if run.info.status != "RUNNING":
+                    client.update_run(run_id, status="RUNNING")
+                if run.data.tags.get(TAG_ERROR):
+                    client.delete_tag(run_id, TAG_ERROR)
+                tracker = cls(client, run_id, experiment_id, uri)
+                tracker._log_tags_strict(all_tags)
+                tracker._log_params_strict(params or {}, existing=run.data.params)
+                log.info("resumed MLflow run %s (%s) at %s", run_id, run.info.run_name, uri)
+                return tracker
+            experiment_id = get_or_create_experiment(client, experiment)
+            run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        except BenchError:
+            raise
+        except MlflowException as exc:
+            raise UsageError(f"cannot start an MLflow run at {uri} (experiment {experiment!r}): {exc}") from exc
+        tracker = cls(client, run.info.run_id, experiment_id, uri)
+        try:
+            tracker._log_params_strict(params or {}, existing={})
+        except Exception:
+            tracker.finish("FAILED", error="could not log params")
+            raise
+        log.info("MLflow run %s (%s) in experiment %r at %s", tracker.run_id, run_name, experiment, uri)
+        return tracker
+
+    @property
+    def enabled(self) -> bool:
+        """True when this tracker writes to MLflow."""
+        return self.client is not None and self.run_id is not None
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish("FINISHED")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("KILLED", error="interrupted")
+        else:
+            self.finish("FAILED", error=f"{exc_type.__name__}: {exc}")
+
+    # ---------------------------------------------------------------- strict helpers (used at start)
+    def _log_params_strict(self, params: Mapping[str, Any], existing: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        new: list[Param] = []
+        changed = []
+        for key, value in params.items():
+            text = truncate(to_text(value), MAX_PARAM_VAL_LENGTH)
+            if key in existing:
+                if existing[key] != text:
+                    changed.append(f"{key}: {existing[key]!r} -> {text!r}")
+                continue
+            new.append(Param(key, text))
+        if changed:
+            shown = "; ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+            raise ConfigError(f"cannot resume MLflow run {self.run_id}: its params changed ({shown}); MLflow "
+                              "params are immutable - resume with the original config or start a new run")
+        for chunk in _chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk)
+
+    def _log_tags_strict(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, truncate(to_text(v), MAX_TAG_VAL_LENGTH)) for k, v in tags.items()]
+        for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=chunk)
+
+    def _guard(self, what: str, call) -> bool:
+        """Run one MLflow call (a thunk); on failure warn (once per kind) and keep training."""
+        if not self.enabled:
+            return False
+        try:
+            call()
+            return True
+        except Exception as exc:  # a tracking outage must not kill a multi-hour run
+            self.failures += 1
+            level = logging.DEBUG if what in self._warned else logging.WARNING
+            self._warned.add(what)
+            log.log(level, "MLflow %s failed for run %s (%s: %s); training continues, the run folder keeps "
+                    "the data", what, self.run_id, type(exc).__name__, exc)
+            return False
+
+    # ---------------------------------------------------------------- logging
+    def log_params(self, params: Mapping[str, Any]) -> bool:
+        """Log more params (truncated, chunked); a changed existing value is a warning, not a crash."""
+        return self._guard("log_params", lambda: self._log_params_strict(params, self._existing_params()))
+
+    def _existing_params(self) -> Mapping[str, str]:
+        try:
+            return self.client.get_run(self.run_id).data.params if self.enabled else {}
+        except Exception:
+            return {}
+
+    def set_tags(self, tags: Mapping[str, Any]) -> bool:
+        """Set tags; dicts/lists are stored as JSON."""
+        return self._guard("set_tags", lambda: self._log_tags_strict(tags))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> bool:
+        """Log scalar metrics at `step` (iteration for train/, epoch for eval/)."""
+        from mlflow.entities import Metric
+
+        if not self.enabled or not metrics:
+            return False
+        now = int(time.time() * 1000)
+        entries = []
+        for key, value in metrics.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                log.debug("metric %s=%r is not a number; not logged", key, value)
+                continue
+            if math.isnan(number):
+                log.debug("metric %s is NaN at step %s", key, step)
+            entries.append(Metric(key, number, now, int(step or 0)))
+        ok = True
+        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
+            ok &= self._guard("log_metrics", lambda: self.client.log_batch(self.run_id, metrics=chunk))
+        return ok
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> bool:
+        """Upload one file (into folder `artifact_path` of the run's artifacts)."""
+        return self._guard("log_artifact", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def log_artifacts(self, directory: str | os.PathLike, artifact_path: str | None = None) -> bool:
+        """Upload a folder's contents (into `artifact_path`)."""
+        if self.enabled and not Path(directory).is_dir():
+            log.warning("artifact folder %s does not exist; nothing logged", directory)
+            return False
+        return self._guard("log_artifacts",
+                           lambda: self.client.log_artifacts(self.run_id, str(directory), artifact_path))
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> bool:
+        """Store a dict as a JSON (or YAML, by extension) artifact."""
+        return self._guard("log_dict", lambda: self.client.log_dict(self.run_id, dict(data), artifact_file))
+
+    def log_text(self, text: str, artifact_file: str) -> bool:
+        """Store text (e.g. a Markdown/LaTeX table) as an artifact."""
+        return self._guard("log_text", lambda: self.client.log_text(self.run_id, text, artifact_file))
+
+    def log_figure(self, figure, artifact_file: str) -> bool:
+        """Store a matplotlib figure as an image artifact."""
+        return self._guard("log_figure", lambda: self.client.log_figure(self.run_id, figure, artifact_file))
+
+    # ---------------------------------------------------------------- end
+    def finish(self, status: str = "FINISHED", error: str | None = None, bench_status: str | None = None) -> None:
+        """End the run as FINISHED/FAILED/KILLED; the error message goes to tag `bench.error`.
+
+        `bench_status` overrides the `bench.status` tag (e.g. "pruned" for a pruned study trial ending KILLED).
+        """
+        status = status.upper()
+        if status not in RUN_STATUSES:
+            raise UsageError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+        if not self.enabled or self._finished:
+            return
+        tags = {TAG_STATUS: bench_status or _BENCH_STATUS[status]}
+        if error:
+            tags[TAG_ERROR] = error
+        self.set_tags(tags)
+        if self._guard("set_terminated", lambda: self.client.set_terminated(self.run_id, status)):
+            self._finished = True
+        if self.failures:
+            log.warning("%d MLflow call(s) failed during run %s; compare with the run folder", self.failures,
+                        self.run_id)
