@@ -187,6 +187,7 @@ class Tracker:
         self.failures = 0
         self._warned: set[str] = set()
         self._finished = False
+        self._status_tag: str | None = None  # last bench.status this tracker set
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -286,6 +287,8 @@ class Tracker:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, truncate(to_text(v), MAX_TAG_VAL_LENGTH)) for k, v in tags.items()]
+        if TAG_STATUS in tags:
+            self._status_tag = to_text(tags[TAG_STATUS])
         for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(self.run_id, tags=chunk)
 
@@ -369,14 +372,17 @@ class Tracker:
     def finish(self, status: str = "FINISHED", error: str | None = None, bench_status: str | None = None) -> None:
         """End the run as FINISHED/FAILED/KILLED; the error message goes to tag `bench.error`.
 
-        `bench_status` overrides the `bench.status` tag (e.g. "pruned" for a pruned study trial ending KILLED).
+        `bench.status` becomes `bench_status` if given (e.g. "pruned" for a pruned trial ending KILLED), else a
+        terminal value the caller already set with `set_tags` (so `set_tags({"bench.status": "pruned"})` then
+        `finish("KILLED")` stays "pruned"), else the lower-case MLflow status.
         """
         status = status.upper()
         if status not in RUN_STATUSES:
             raise UsageError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
         if not self.enabled or self._finished:
             return
-        tags = {TAG_STATUS: bench_status or _BENCH_STATUS[status]}
+        preset = self._status_tag if self._status_tag not in (None, "running") else None
+        tags = {TAG_STATUS: bench_status or preset or _BENCH_STATUS[status]}
         if error:
             tags[TAG_ERROR] = error
         self.set_tags(tags)

@@ -181,6 +181,11 @@ def test_pruned_trial_is_nested_and_labelled(sqlite_uri):
     assert run.data.tags["mlflow.parentRunId"] == parent.run_id
     assert run.data.tags["bench.status"] == "pruned"
     assert run.info.status == "KILLED"
+    # A status set by the caller before finish() is kept (the runner tags "pruned", then ends KILLED).
+    other = _schema_run(sqlite_uri, parent_run_id=parent.run_id, run_name="qsattn/seed1")
+    other.set_tags({"bench.status": "pruned"})
+    other.finish("KILLED", error="pruned by the study's pruner")
+    assert make_client(sqlite_uri).get_run(other.run_id).data.tags["bench.status"] == "pruned"
 
 
 def test_long_and_many_params(sqlite_uri):
