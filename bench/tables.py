@@ -1,0 +1,809 @@
+"""Paper-style tables: tracked runs + published numbers -> pandas -> Markdown / LaTeX (booktabs) / CSV.
+
+Three stages, each a plain function on DataFrames so they can be tested and reused (plots read the same runs):
+1. `load_runs` reads MLflow (schema in `bench.tracking`) into one row per run; `load_published` reads
+   `results/published/*.csv` (validated).
+2. `summarize` turns runs into long-form cells: one row per (table row, dataset, direction, metric) with the mean,
+   std and count over seeds, the published value beside it, and the protocol differences from the paper's.
+3. `render` lays the cells out like the papers: methods as rows, datasets x metrics as columns, best in bold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from bench.errors import DataError, UsageError, closest
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------------------------ metrics
+LOWER_IS_BETTER = frozenset({"fid", "kid", "swd", "l1", "recon_l1", "sec_per_iter", "train_hours", "params_m"})
+HIGHER_IS_BETTER = frozenset({"psnr", "ssim", "miou", "pixel_acc", "class_acc", "lpips_diversity",
+                              "user_quality", "user_target", "user_consistency"})
+METRICS = LOWER_IS_BETTER | HIGHER_IS_BETTER
+METRIC_LABELS = {"fid": "FID", "kid": "KID×100", "swd": "SWD", "l1": "L1", "recon_l1": "Recon. L1",
+                 "psnr": "PSNR", "ssim": "SSIM", "miou": "mIoU", "pixel_acc": "pixAcc", "class_acc": "classAcc",
+                 "lpips_diversity": "LPIPS div.", "sec_per_iter": "s/iter", "train_hours": "hours",
+                 "params_m": "params (M)", "user_quality": "user Q (%)", "user_target": "user T (%)",
+                 "user_consistency": "user C (%)"}
+DECIMALS = {"fid": 1, "kid": 2, "swd": 1, "miou": 1, "pixel_acc": 1, "class_acc": 1, "psnr": 2, "ssim": 3,
+            "l1": 3, "recon_l1": 3, "lpips_diversity": 3, "sec_per_iter": 2, "train_hours": 0, "params_m": 3}
+#: Units bench reports in; a published number in another unit is converted for the comparison (or not compared).
+REPRODUCED_UNITS = {"miou": "%", "pixel_acc": "%", "class_acc": "%"}
+_CONVERSIONS = {("fraction", "%"): 100.0}
+
+#: How the papers scored (the protocol bench's fingerprints are compared with): pytorch-fid's Inception with
+#: its own bilinear resize, on 256x256 outputs of the whole test split, the best test-set epoch.
+PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": "best", "preset": "paper"}
+
+METHOD_LABELS = {"cyclegan": "CycleGAN", "cut": "CUT", "fastcut": "FastCUT", "dclgan": "DCLGAN", "simdcl": "SimDCL",
+                 "qsattn_global": "QS-Attn (Global)", "qsattn_local": "QS-Attn (Local)",
+                 "qsattn_local_global": "QS-Attn (Local+Global)", "enco": "EnCo", "fsesim": "FSeSim",
+                 "lsesim": "LSeSim", "pix2pix": "pix2pix", "pix2pix_noise": "pix2pix+noise", "cae_gan": "cAE-GAN",
+                 "cvae_gan": "cVAE-GAN", "cvae_gan_pp": "cVAE-GAN++", "clr_gan": "cLR-GAN",
+                 "bicyclegan": "BicycleGAN", "nicegan": "NICE-GAN", "nicegan_light": "NICE-GAN (light)",
+                 "munit": "MUNIT", "drit": "DRIT", "distancegan": "DistanceGAN", "selfdistance": "SelfDistance",
+                 "gcgan": "GcGAN", "crn": "CRN", "drpan": "DRPAN", "ground_truth": "Ground truth",
+                 "real_pairs": "Real pairs"}
+#: The paper whose number is shown first for a method (its own paper), before any other paper's copy.
+HOME_PAPER = {"qsattn_global": "qsattn2022", "qsattn_local": "qsattn2022", "qsattn_local_global": "qsattn2022",
+              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """True when larger values of `metric` (or of its sub-value `metric_detail`) are better."""
+    if metric in METRICS:
+        return metric in HIGHER_IS_BETTER
+    base = metric.rsplit("_", 1)[0]
+    if base in METRICS:
+        return base in HIGHER_IS_BETTER
+    raise UsageError(f"unknown metric {metric!r}{closest(metric, METRICS)}; known: {', '.join(sorted(METRICS))}")
+
+
+def parse_metrics(text: str | Sequence[str]) -> list[str]:
+    """`fid,kid` or ['fid', 'kid'] -> validated metric names (UsageError naming --metric)."""
+    items = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
+    names = [m.strip().lower() for m in items if m.strip()]
+    if not names:
+        raise UsageError("--metric needs at least one metric name, e.g. --metric fid,kid")
+    for m in names:
+        try:
+            higher_is_better(m)
+        except UsageError as exc:
+            raise UsageError(f"--metric: {exc}") from None
+    return names
+
+
+def method_label(method: str) -> str:
+    """The paper spelling of a method name ('qsattn_global' -> 'QS-Attn (Global)')."""
+    return METHOD_LABELS.get(method, method)
+
+
+# ------------------------------------------------------------------------------------------ published numbers
+PUBLISHED_COLUMNS = ("paper", "table", "method", "variant", "setting", "dataset", "direction", "metric", "unit",
+                     "value", "protocol_note", "source")
+PUBLISHED_REQUIRED = ("paper", "table", "method", "dataset", "direction", "metric", "value", "source")
+PUBLISHED_UNITS = ("", "%", "fraction", "s/iter", "h", "M")
+PUBLISHED_KEY = ("paper", "table", "method", "variant", "setting", "dataset", "direction", "metric")
+
+
+def published_dir(path: str | os.PathLike | None = None) -> Path:
+    """Folder of the published-number CSVs: the argument, else $BENCH_PUBLISHED_DIR, else results/published/."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("BENCH_PUBLISHED_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "results" / "published"
+
+
+def validate_published(df, origin: str) -> None:
+    """Check the schema and values of published rows; DataError naming the file and row on the first problem."""
+    missing = [c for c in PUBLISHED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{origin}: missing column(s) {', '.join(missing)}; expected {', '.join(PUBLISHED_COLUMNS)}")
+    extra = [c for c in df.columns if c not in PUBLISHED_COLUMNS]
+    if extra:
+        raise DataError(f"{origin}: unknown column(s) {', '.join(extra)}; expected {', '.join(PUBLISHED_COLUMNS)}")
+    for i, row in df.iterrows():
+        where = f"{origin} row {i + 2}"  # +2: header line and 1-based lines
+        for col in PUBLISHED_REQUIRED:
+            if str(row[col]).strip() == "":
+                raise DataError(f"{where}: empty {col!r}")
+        if row["metric"] not in METRICS:
+            raise DataError(f"{where}: unknown metric {row['metric']!r}{closest(str(row['metric']), METRICS)}")
+        if row["unit"] not in PUBLISHED_UNITS:
+            raise DataError(f"{where}: unit {row['unit']!r} not one of {PUBLISHED_UNITS}")
+        try:
+            value = float(row["value"])
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: value {row['value']!r} is not a number") from None
+        if not math.isfinite(value):
+            raise DataError(f"{where}: value {value} is not finite")
+        for part in filter(None, (p.strip() for p in str(row["setting"]).split(";"))):
+            if "=" not in part:
+                raise DataError(f"{where}: setting part {part!r} is not key=value (parts separated by ';')")
+    dup = df.duplicated(list(PUBLISHED_KEY), keep=False)
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise DataError(f"{origin}: duplicate published entry {dict(first[list(PUBLISHED_KEY)])}")
+
+
+def load_published(metric: str | Sequence[str] | None = None, *, paper: str | None = None, table: str | None = None,
+                   dataset: str | Sequence[str] | None = None, direction: str | None = None,
+                   method: str | Sequence[str] | None = None, path: str | os.PathLike | None = None):
+    """Published numbers as a validated DataFrame (columns PUBLISHED_COLUMNS), optionally filtered."""
+    import pandas as pd
+
+    folder = published_dir(path)
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not files:
+        raise DataError(f"no published-number CSVs in {folder}; set $BENCH_PUBLISHED_DIR or pass its folder")
+    frames = []
+    for f in files:
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        validate_published(df, str(f))
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    validate_published(out, str(folder))  # duplicates across files
+    out["value"] = out["value"].astype(float)
+    out["table"] = out["table"].astype(str)
+    filters = {"metric": metric, "paper": paper, "table": table, "dataset": dataset, "direction": direction,
+               "method": method}
+    for col, want in filters.items():
+        if want is None:
+            continue
+        wanted = [want] if isinstance(want, str) else list(want)
+        out = out[out[col].isin(wanted)]
+    return out.reset_index(drop=True)
+
+
+def parse_setting(text: str | Mapping[str, Any] | None) -> dict[str, str]:
+    """'a=1; b=x' or {'method.a': 1} -> {'a': '1', 'b': 'x'} (the `method.` prefix dropped, values as text)."""
+    if not text:
+        return {}
+    if isinstance(text, Mapping):
+        items = text.items()
+    else:
+        items = (p.split("=", 1) for p in (s.strip() for s in str(text).split(";")) if p)
+    out = {}
+    for key, value in items:
+        key = str(key).strip()
+        key = key[len("method."):] if key.startswith("method.") else key
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        out[key] = str(value).strip()
+    return out
+
+
+def format_setting(setting: Mapping[str, Any]) -> str:
+    """{'num_patches': 64} -> 'num_patches=64' (sorted, '; '-separated)."""
+    return "; ".join(f"{k}={v}" for k, v in sorted(parse_setting(setting).items()))
+
+
+# ------------------------------------------------------------------------------------------ runs from MLflow
+RUN_STATUS_FINISHED = "finished"
+
+
+def _normalize_direction(dataset: str, direction: str | None) -> str:
+    """Canonical `<src>2<dst>` for a run's direction tag ('default', 'AtoB' -> the dataset's names)."""
+    from bench.data import get_spec
+
+    tag = None if direction in (None, "", "default") else direction
+    try:
+        return get_spec(dataset).normalize_direction(tag)
+    except (UsageError, KeyError):  # an unregistered dataset: keep the tag as it is
+        return direction or "default"
+
+
+def _search_all(client, experiment_ids: list[str], filter_string: str = ""):
+    """Every run of the experiments (MLflow pages results)."""
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            break
+
+
+def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None = None,
+              methods: Sequence[str] | None = None, study: str | None = None, client=None):
+    """One row per tracked (method, dataset, seed) run: tags, status, metrics and protocol fingerprints.
+
+    Study trial/parent runs (no `bench.seed` tag) are skipped; every status is kept (callers filter).
+    `study=None` returns runs of any study too; use the `study` column to tell them apart.
+    """
+    import pandas as pd
+
+    from bench.tracking import TAG_PROTOCOL_PREFIX, make_client
+
+    client = client or make_client(tracking_uri)
+    experiments = client.search_experiments(max_results=50000)
+    if datasets:
+        names = {e.name for e in experiments}
+        unknown = [d for d in datasets if d not in names]
+        if unknown:
+            log.warning("no MLflow experiment for dataset(s) %s (have: %s)", ", ".join(unknown),
+                        ", ".join(sorted(names)) or "none")
+        experiments = [e for e in experiments if e.name in set(datasets)]
+    filter_string = f"tags.`bench.study` = '{study}'" if study else ""
+    rows = []
+    for run in _search_all(client, [e.experiment_id for e in experiments], filter_string):
+        tags = run.data.tags
+        if "bench.seed" not in tags or "bench.method" not in tags:
+            continue
+        if methods and tags["bench.method"] not in methods:
+            continue
+        dataset = tags.get("bench.dataset", "")
+        protocols = {}
+        for key, value in tags.items():
+            if key.startswith(TAG_PROTOCOL_PREFIX):
+                try:
+                    protocols[key[len(TAG_PROTOCOL_PREFIX):]] = json.loads(value)
+                except ValueError:
+                    protocols[key[len(TAG_PROTOCOL_PREFIX):]] = {"unparsed": value}
+        try:
+            swept = json.loads(tags.get("bench.swept") or "{}")
+        except ValueError:
+            swept = {"swept": tags["bench.swept"]}
+        rows.append({
+            "run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
+            "method": tags["bench.method"], "dataset": dataset,
+            "direction": _normalize_direction(dataset, tags.get("bench.direction")),
+            "seed": int(tags["bench.seed"]), "preset": tags.get("bench.preset", ""),
+            "study": tags.get("bench.study", ""), "trial": tags.get("bench.trial", ""),
+            "swept": swept, "setting": format_setting(swept),
+            "status": tags.get("bench.status", run.info.status.lower()), "mlflow_status": run.info.status,
+            "error": tags.get("bench.error", ""), "start_time": run.info.start_time,
+            "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
+        })
+    columns = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
+               "trial", "swept", "setting", "status", "mlflow_status", "error", "start_time", "run_dir", "metrics",
+               "protocols"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def finished_runs(runs):
+    """Finished runs, the latest per (method, dataset, direction, preset, study, setting, seed) (re-runs replace)."""
+    done = runs[(runs["status"] == RUN_STATUS_FINISHED) & (runs["mlflow_status"] == "FINISHED")]
+    key = ["method", "dataset", "direction", "preset", "study", "setting", "seed"]
+    done = done.sort_values("start_time")
+    dropped = len(done) - len(done.drop_duplicates(key, keep="last"))
+    if dropped:
+        log.info("%d older duplicate run(s) of the same (method, dataset, seed) ignored; the latest counts", dropped)
+    return done.drop_duplicates(key, keep="last")
+
+
+# ------------------------------------------------------------------------------------------ summarizing
+@dataclass(frozen=True)
+class TableOptions:
+    """What to tabulate: metrics, selection of the checkpoint, filters, published numbers, study."""
+
+    metrics: tuple[str, ...] = ("fid",)
+    select: str = "best"
+    datasets: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    published: bool = False
+    paper: str | None = None
+    study: str | None = None
+    baseline: tuple[str, ...] | None = None
+    presets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.select not in ("best", "last"):
+            raise UsageError(f"--select {self.select!r}: use best or last")
+
+
+@dataclass
+class Table:
+    """Long-form cells plus the layout facts the renderers need."""
+
+    cells: Any  # pandas DataFrame, one row per (row, dataset, direction, metric)
+    options: TableOptions
+    footnotes: list[str] = field(default_factory=list)
+    title: str = ""
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return mean, std
+
+
+def expected_test_count(dataset: str, direction: str) -> int | None:
+    """Images in the test split of the source domain (what the papers translated and scored)."""
+    from bench.data import get_spec
+
+    try:
+        spec = get_spec(dataset)
+        src, _ = spec.resolve_direction(direction)
+        return int(spec.counts.get("test", {}).get(src)) if spec.counts.get("test", {}).get(src) else None
+    except (UsageError, KeyError, TypeError, ValueError):
+        return None
+
+
+def protocol_differences(fingerprint: Mapping[str, Any], metric: str, dataset: str, direction: str,
+                         preset: str, select: str) -> list[str]:
+    """How one reproduced number was scored differently from the papers (one phrase per difference)."""
+    notes = []
+    if preset and preset != PAPER_PROTOCOL["preset"]:
+        notes.append(f"`{preset}` preset (not the paper's sizes and schedule)")
+    size = fingerprint.get("image_size")
+    if size is not None and int(size) != PAPER_PROTOCOL["image_size"]:
+        notes.append(f"{size}px images (paper: {PAPER_PROTOCOL['image_size']})")
+    n = fingerprint.get("n_fake", fingerprint.get("n"))
+    expected = expected_test_count(dataset, direction)
+    if n is not None and expected is not None and int(n) != expected:
+        notes.append(f"{n} test images scored (paper: all {expected})")
+    resize = fingerprint.get("protocol", fingerprint.get("resize_protocol"))
+    if metric in ("fid", "kid") and resize is not None and resize != PAPER_PROTOCOL["resize_protocol"]:
+        notes.append(f"resize protocol {resize} (paper: pytorch-fid {PAPER_PROTOCOL['resize_protocol']})")
+    if select != PAPER_PROTOCOL["select"]:
+        notes.append("last epoch (the papers report the best test-set epoch)")
+    return notes
+
+
+def _pick_published(candidates, method: str, paper: str | None):
+    """The published row to show for one cell: --paper, else the method's own paper, else the first table."""
+    if candidates.empty:
+        return None, []
+    if paper:
+        candidates = candidates[candidates["paper"] == paper]
+        if candidates.empty:
+            return None, []
+    home = HOME_PAPER.get(method)
+    ranked = sorted(candidates.to_dict("records"),
+                    key=lambda r: (r["paper"] != home, r["table"] not in ("1",), r["paper"], r["table"]))
+    chosen = ranked[0]
+    others = [r for r in ranked[1:] if r["value"] != chosen["value"]]
+    return chosen, others
+
+
+def _to_reproduced_unit(row: Mapping[str, Any]) -> float | None:
+    """A published value in bench's unit for that metric, or None when the units cannot be reconciled."""
+    have = row["unit"]
+    want = REPRODUCED_UNITS.get(row["metric"], have)
+    if have == want:
+        return float(row["value"])
+    factor = _CONVERSIONS.get((have, want))
+    return float(row["value"]) * factor if factor else None
+
+
+class _Notes:
+    """Numbered footnotes; the same text gets the same number."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, text: str) -> int:
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
+
+
+def summarize(runs, options: TableOptions, published=None) -> Table:
+    """Runs (from `load_runs`) + published rows -> a `Table` of long-form cells."""
+    import pandas as pd
+
+    notes = _Notes()
+    done = finished_runs(runs) if len(runs) else runs
+    if options.presets:
+        done = done[done["preset"].isin(options.presets)]
+    if options.datasets:
+        done = done[done["dataset"].isin(options.datasets)]
+    if options.study:
+        in_study = done[done["study"] == options.study]
+        if in_study.empty:
+            studies = sorted({s for s in runs["study"] if s}) if len(runs) else []
+            raise UsageError(f"no finished runs of study {options.study!r}{closest(options.study, studies)} "
+                             f"(studies with runs: {', '.join(studies) or 'none'})")
+        # The baseline row: the same method(s) run outside any study, at their paper defaults.
+        baseline_methods = options.baseline or tuple(sorted(set(in_study["method"])))
+        base = done[(done["study"] == "") & done["method"].isin(baseline_methods)
+                    & done["dataset"].isin(set(in_study["dataset"]))].assign(_kind="baseline")
+        done = pd.concat([in_study.assign(_kind="study"), base], ignore_index=True)
+    else:
+        done = done[done["study"] == ""].copy()
+        if options.methods:
+            done = done[done["method"].isin(options.methods)]
+        done["_kind"] = "method"
+    multi_preset = done["preset"].nunique() > 1 if len(done) else False
+    multi_method_study = options.study is not None and done[done["_kind"] == "study"]["method"].nunique() > 1
+
+    def row_label(method: str, preset: str, setting: str, kind: str) -> str:
+        label = method_label(method)
+        if kind == "study":
+            label = f"{label}: {setting}" if multi_method_study or not setting else setting
+        elif kind == "baseline":
+            label = f"{label} (baseline)"
+        return f"{label} [{preset}]" if multi_preset else label
+
+    if options.published and published is None:
+        published = load_published(list(options.metrics))
+    records = []
+    pruned = runs[runs["status"] == "pruned"] if len(runs) else runs
+    group_cols = ["method", "preset", "setting", "_kind", "dataset", "direction"]
+    for (method, preset, setting, kind, dataset, direction), group in (done.groupby(group_cols, sort=False)
+                                                                       if len(done) else []):
+        for metric in options.metrics:
+            key = f"{options.select}/{metric}"
+            vals = [float(m[key]) for m in group["metrics"] if key in m and math.isfinite(float(m[key]))]
+            epochs = [int(m[f"{options.select}/epoch"]) for m in group["metrics"] if f"{options.select}/epoch" in m]
+            rec = {"row": row_label(method, preset, setting, kind), "method": method, "preset": preset,
+                   "setting": setting, "kind": kind, "dataset": dataset, "direction": direction, "metric": metric,
+                   "mean": float("nan"), "std": float("nan"), "n": len(vals), "seeds": sorted(group["seed"]),
+                   "epochs": epochs, "n_pruned": 0, "published": float("nan"), "published_paper": "",
+                   "published_table": "", "diff": float("nan"), "marks": []}
+            if kind == "study":
+                rec["n_pruned"] = _count_pruned(pruned, method, setting, dataset)
+                if rec["n_pruned"]:
+                    rec["marks"].append(notes.mark(f"{rec['n_pruned']} pruned run(s) of this setting are excluded"))
+            if vals:
+                rec["mean"], rec["std"] = _mean_std(vals)
+                diffs = set()
+                for fp in (p.get(metric, {}) for p in group["protocols"]):
+                    diffs.update(protocol_differences(fp, metric, dataset, direction, preset, options.select))
+                fps = {json.dumps({k: v for k, v in p.get(metric, {}).items() if k != "seed"}, sort_keys=True)
+                       for p in group["protocols"]}
+                if len(fps) > 1:
+                    diffs.add("seeds scored under different protocols")
+                if diffs:
+                    rec["marks"].append(notes.mark("Protocol differs from the paper's: " + "; ".join(sorted(diffs))))
+            records.append(rec)
+    if options.study and len(pruned):
+        # Settings whose every run was pruned still get a row, so a reader sees they were tried.
+        have = {(r["method"], r["setting"], r["dataset"]) for r in records}
+        study_pruned = pruned[pruned["study"] == options.study]
+        for (method, preset, setting, dataset, direction), group in study_pruned.groupby(
+                ["method", "preset", "setting", "dataset", "direction"], sort=False):
+            if (method, setting, dataset) in have:
+                continue
+            mark = notes.mark(f"every run of this setting was pruned ({len(group)}); no final score")
+            for metric in options.metrics:
+                records.append({"row": row_label(method, preset, setting, "study"), "method": method,
+                                "preset": preset, "setting": setting, "kind": "study", "dataset": dataset,
+                                "direction": direction, "metric": metric, "mean": float("nan"), "std": float("nan"),
+                                "n": 0, "seeds": sorted(group["seed"]), "epochs": [], "n_pruned": len(group),
+                                "published": float("nan"), "published_paper": "", "published_table": "",
+                                "diff": float("nan"), "marks": [mark]})
+    records.sort(key=_row_order)
+    cells = pd.DataFrame(records, columns=["row", "method", "preset", "setting", "kind", "dataset", "direction",
+                                           "metric", "mean", "std", "n", "seeds", "epochs", "n_pruned", "published",
+                                           "published_paper", "published_table", "diff", "marks"])
+    if options.published and published is not None and len(published):
+        cells = _attach_published(cells, published, options, notes, row_label)
+    title = (f"Study {options.study}" if options.study else "Methods") + f" ({options.select} checkpoint, " + \
+        ", ".join(METRIC_LABELS.get(m, m) for m in options.metrics) + ")"
+    return Table(cells=cells, options=options, footnotes=notes.texts, title=title)
+
+
+_KIND_ORDER = {"method": 0, "study": 0, "baseline": 1, "published": 2}
+_METHOD_ORDER = {name: i for i, name in enumerate(METHOD_LABELS)}
+
+
+def method_order(method: str) -> tuple:
+    """Sort key putting methods in the order of METHOD_LABELS (roughly the papers' order), unknown ones last."""
+    return (_METHOD_ORDER.get(method, len(_METHOD_ORDER)), method)
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that orders 'num_patches=64' before 'num_patches=128'."""
+    import re
+
+    return tuple(float(p) if p.replace(".", "", 1).isdigit() else p for p in re.split(r"(\d+(?:\.\d+)?)", text))
+
+
+def _row_order(rec: Mapping[str, Any]) -> tuple:
+    """Rows: reproduced (paper order of methods, then preset; study settings in natural order), baseline last."""
+    return (_KIND_ORDER.get(rec["kind"], 3), _METHOD_ORDER.get(rec["method"], len(_METHOD_ORDER)), rec["method"],
+            rec["preset"] != "paper", rec["preset"], _natural(rec["setting"]))
+
+
+def _count_pruned(pruned, method: str, setting: str, dataset: str) -> int:
+    if not len(pruned):
+        return 0
+    return int(((pruned["method"] == method) & (pruned["setting"] == setting) & (pruned["dataset"] == dataset)).sum())
+
+
+def _attach_published(cells, published, options: TableOptions, notes: _Notes, row_label):
+    """Fill the published column and the difference; add published-only method rows (main tables)."""
+    import pandas as pd
+
+    pub = published[published["metric"].isin(options.metrics)]
+    if options.datasets:
+        pub = pub[pub["dataset"].isin(options.datasets)]
+    sources: dict[tuple[str, str], str] = {}
+    cells = cells.copy()
+    for i, cell in cells.iterrows():
+        want = parse_setting(cell["setting"])
+        cand = pub[(pub["method"] == cell["method"]) & (pub["dataset"] == cell["dataset"])
+                   & (pub["direction"] == cell["direction"]) & (pub["metric"] == cell["metric"])]
+        # Ablation variants carry a setting (e.g. num_patches=64, ablation=III); a plain row matches setting "".
+        cand = cand[[parse_setting(s) == want for s in cand["setting"]]]
+        chosen, others = _pick_published(cand, cell["method"], options.paper)
+        if chosen is None:
+            continue
+        value = _to_reproduced_unit(chosen)
+        if value is None:
+            continue
+        cells.at[i, "published"] = value
+        cells.at[i, "published_paper"] = chosen["paper"]
+        cells.at[i, "published_table"] = chosen["table"]
+        sources[(chosen["paper"], chosen["table"])] = chosen["source"]
+        if chosen["unit"] != REPRODUCED_UNITS.get(chosen["metric"], chosen["unit"]):
+            cells.at[i, "marks"] = cells.at[i, "marks"] + [notes.mark(
+                f"Published in unit {chosen['unit']!r}, converted to {REPRODUCED_UNITS[chosen['metric']]!r} "
+                f"({chosen['protocol_note']})")]
+        if not math.isnan(cell["mean"]):
+            cells.at[i, "diff"] = cell["mean"] - value
+        if others:
+            alt = ", ".join(f"{o['value']:g} ({o['paper']} T{o['table']})" for o in others)
+            cells.at[i, "marks"] = cells.at[i, "marks"] + [notes.mark(
+                f"{method_label(cell['method'])} {cell['dataset']} {cell['metric']}: other published values {alt}")]
+    if not options.study:
+        # Published-only rows (methods the papers compare with but that were not run here), like the papers.
+        seen = set(zip(cells["method"], cells["dataset"], cells["direction"], cells["metric"]))
+        have_cols = set(zip(cells["dataset"], cells["direction"]))
+        extra = []
+        main = pub[(pub["setting"] == "") & pub["table"].isin(["1"])]
+        if options.methods:
+            main = main[main["method"].isin(options.methods)]
+        if options.paper:
+            main = main[main["paper"] == options.paper]
+        if have_cols:  # only the columns that have reproduced numbers
+            main = main[[(d, r) in have_cols for d, r in zip(main["dataset"], main["direction"])]]
+        for (method, dataset, direction, metric), cand in main.groupby(["method", "dataset", "direction", "metric"],
+                                                                       sort=False):
+            if (method, dataset, direction, metric) in seen:
+                continue
+            chosen, _ = _pick_published(cand, method, options.paper)
+            value = _to_reproduced_unit(chosen) if chosen else None
+            if value is None:
+                continue
+            sources[(chosen["paper"], chosen["table"])] = chosen["source"]
+            extra.append({"row": method_label(method), "method": method, "preset": "", "setting": "",
+                          "kind": "published", "dataset": dataset, "direction": direction, "metric": metric,
+                          "mean": float("nan"), "std": float("nan"), "n": 0, "seeds": [], "epochs": [],
+                          "n_pruned": 0, "published": value, "published_paper": chosen["paper"],
+                          "published_table": chosen["table"], "diff": float("nan"), "marks": []})
+        if extra:
+            cells = pd.concat([cells, pd.DataFrame(extra)], ignore_index=True)
+    for (paper, table), source in sorted(sources.items()):
+        notes.mark(f"Published: {paper} Table {table} — {source}")
+    return cells
+
+
+# ------------------------------------------------------------------------------------------ rendering
+def _fmt(value: float, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{DECIMALS.get(metric, 3)}f}"
+
+
+def _columns(cells) -> list[tuple[str, str, str]]:
+    """(dataset, direction, metric) column groups in first-seen dataset order, metrics in --metric order."""
+    seen: list[tuple[str, str]] = []
+    for d, r in zip(cells["dataset"], cells["direction"]):
+        if (d, r) not in seen:
+            seen.append((d, r))
+    metrics = list(dict.fromkeys(cells["metric"]))
+    return [(d, r, m) for d, r in seen for m in metrics
+            if ((cells["dataset"] == d) & (cells["direction"] == r) & (cells["metric"] == m)).any()]
+
+
+def dataset_label(dataset: str, direction: str) -> str:
+    """'horse2zebra' for its default direction, 'afhq cat→dog' otherwise."""
+    if direction in (dataset, "default", ""):
+        return dataset
+    src, _, dst = direction.partition("2")
+    return f"{dataset} {src}→{dst}" if dst else f"{dataset} {direction}"
+
+
+def _best_rows(cells, columns) -> set[tuple[str, str, str, str]]:
+    """(row, dataset, direction, metric) of the best reproduced mean in each column (ties all bold)."""
+    best = set()
+    for d, r, m in columns:
+        col = cells[(cells["dataset"] == d) & (cells["direction"] == r) & (cells["metric"] == m)
+                    & cells["mean"].notna()]
+        if len(col) < 2:
+            continue
+        target = col["mean"].max() if higher_is_better(m) else col["mean"].min()
+        for row in col[col["mean"] == target]["row"]:
+            best.add((row, d, r, m))
+    return best
+
+
+def wide(table: Table, fmt: str = "md"):
+    """The paper layout as a DataFrame of strings: rows = methods, columns = (dataset, metric, ours/paper/Δ)."""
+    import pandas as pd
+
+    cells, opts = table.cells, table.options
+    columns = _columns(cells)
+    best = _best_rows(cells, columns)
+    rows = list(dict.fromkeys(cells["row"]))
+    show_pub = opts.published and cells["published"].notna().any()
+
+    def bold(text: str) -> str:
+        return f"**{text}**" if fmt == "md" else (f"\\textbf{{{text}}}" if fmt == "latex" else text)
+
+    def sup(marks: list[int]) -> str:
+        if not marks:
+            return ""
+        joined = ",".join(map(str, sorted(set(marks))))
+        return f"<sup>{joined}</sup>" if fmt == "md" else (f"$^{{{joined}}}$" if fmt == "latex" else f" [{joined}]")
+
+    pm = " $\\pm$ " if fmt == "latex" else " ± "
+
+    def head(m: str) -> str:
+        return f"{METRIC_LABELS.get(m, m)}{'↑' if higher_is_better(m) else '↓'}"
+
+    kinds = ("ours", "paper", "Δ") if show_pub else ("ours",)
+    header = [(dataset_label(d, r), head(m), k) for d, r, m in columns for k in kinds]
+    data: dict[tuple[str, str, str], list[str]] = {key: [] for key in header}
+    for row in rows:
+        for d, r, m in columns:
+            group, arrow_key = dataset_label(d, r), head(m)
+            cell = cells[(cells["row"] == row) & (cells["dataset"] == d) & (cells["direction"] == r)
+                         & (cells["metric"] == m)]
+            if cell.empty:
+                ours, paper, diff = "", "", ""
+            else:
+                c = cell.iloc[0]
+                if math.isnan(c["mean"]):
+                    ours = "—" if c["kind"] != "published" else ""
+                else:
+                    ours = _fmt(c["mean"], m)
+                    if c["n"] > 1:
+                        ours += pm + _fmt(c["std"], m)
+                    if (row, d, r, m) in best:
+                        ours = bold(ours)
+                    ours += f" (n={c['n']})"
+                ours += sup(c["marks"])
+                paper = _fmt(c["published"], m) if not math.isnan(c["published"]) else "—"
+                diff = "—" if math.isnan(c["diff"]) else f"{c['diff']:+.{DECIMALS.get(m, 3)}f}"
+                if fmt == "latex" and diff != "—":
+                    diff = diff.replace("-", "$-$", 1) if diff.startswith("-") else diff
+            data[(group, arrow_key, "ours")].append(ours)
+            if show_pub:
+                data[(group, arrow_key, "paper")].append(paper)
+                data[(group, arrow_key, "Δ")].append(diff)
+    frame = pd.DataFrame(data, index=rows)
+    frame.columns = pd.MultiIndex.from_tuples(header) if header else frame.columns
+    frame.index.name = "Method"
+    return frame
+
+
+def to_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table with numbered footnotes below it."""
+    frame = wide(table, "md")
+    if frame.empty:
+        return "_No finished runs match._\n"
+    show_pub = frame.columns.nlevels == 3 and "paper" in set(frame.columns.get_level_values(2))
+    heads = []
+    for group, metric, kind in frame.columns:
+        heads.append(f"{group} {metric}" if kind == "ours" else ("paper" if kind == "paper" else "Δ"))
+    lines = ["| Method | " + " | ".join(heads) + " |",
+             "|:--|" + "|".join("--:" for _ in heads) + "|"]
+    for name, values in frame.iterrows():
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
+    out = "\n".join(lines) + "\n"
+    notes = [f"<sup>{i}</sup> {text}" for i, text in enumerate(table.footnotes, 1)]
+    legend = "Mean ± std over seeds (n = number of seeds); best reproduced value per column in bold"
+    if show_pub:
+        legend += "; Δ = ours − paper"
+    out += "\n" + legend + ".\n"
+    if notes:
+        out += "\n" + "<br>\n".join(notes) + "\n"
+    return out
+
+
+_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "$": r"\$", "\\": r"\textbackslash{}", "→": r"$\rightarrow$",
+                  "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "—": "---", "↑": r"$\uparrow$",
+                  "↓": r"$\downarrow$", "−": "$-$", "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few Unicode symbols tables use to math."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def to_latex(table: Table, caption: str | None = None, label: str = "tab:results") -> str:
+    """A booktabs `table` environment (needs booktabs; `table*` + \\resizebox, i.e. graphicx, when wide)."""
+    frame = wide(table, "latex")
+    if frame.empty:
+        return "% no finished runs match\n"
+    groups = list(dict.fromkeys(frame.columns.get_level_values(0)))
+    spec = "l" + "".join("r" for _ in frame.columns)
+    # More than a column's worth of numbers: span both columns and shrink to the text width (needs graphicx).
+    wide_table = len(frame.columns) > 6
+    env = "table*" if wide_table else "table"
+    lines = [f"\\begin{{{env}}}[t]", "\\centering", "\\small"]
+    if wide_table:
+        lines.append("\\resizebox{\\textwidth}{!}{%")
+    lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    top, rules, col = [""], [], 2
+    for g in groups:
+        width = sum(1 for c in frame.columns if c[0] == g)
+        top.append(f"\\multicolumn{{{width}}}{{c}}{{{latex_escape(g)}}}")
+        rules.append(f"\\cmidrule(lr){{{col}-{col + width - 1}}}")
+        col += width
+    lines.append(" & ".join(top) + " \\\\")
+    lines.append(" ".join(rules))
+    sub = ["Method"]
+    for _, metric, kind in frame.columns:
+        sub.append(latex_escape(metric) if kind == "ours" else ("paper" if kind == "paper" else "$\\Delta$"))
+    lines.append(" & ".join(sub) + " \\\\")
+    lines.append("\\midrule")
+    for name, values in frame.iterrows():
+        cells = [latex_escape(name)] + [_latex_cell(v) for v in values]
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}" + ("}" if wide_table else "")]
+    cap = caption or (latex_escape(table.title) + ". Mean $\\pm$ std over seeds (n seeds); best reproduced value in bold.")
+    lines.append(f"\\caption{{{cap}}}")
+    lines.append(f"\\label{{{label}}}")
+    if table.footnotes:
+        lines.append("\\par\\smallskip\\footnotesize\\raggedright")
+        for i, text in enumerate(table.footnotes, 1):
+            lines.append(f"$^{{{i}}}$ {latex_escape(text)}\\\\")
+    lines.append(f"\\end{{{env}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _latex_cell(text: str) -> str:
+    """Escape a rendered cell, keeping the LaTeX we put in on purpose (bold, ±, superscripts, minus)."""
+    keep = ("\\textbf{", "$\\pm$", "$^{", "$-$")
+    out, i = [], 0
+    while i < len(text):
+        for k in keep:
+            if text.startswith(k, i):
+                if k == "\\textbf{":
+                    out.append(k)
+                    i += len(k)
+                else:
+                    end = text.index("$", i + 1) + 1
+                    out.append(text[i:end])
+                    i = end
+                break
+        else:
+            ch = text[i]
+            out.append("}" if ch == "}" else latex_escape(ch))
+            i += 1
+    return "".join(out)
+
+
+def to_csv(table: Table) -> str:
+    """The long-form cells as CSV (one row per row × dataset × metric; machine-readable)."""
+    cells = table.cells.copy()
+    for col in ("seeds", "epochs", "marks"):
+        cells[col] = [" ".join(map(str, v)) for v in cells[col]]
+    cells["footnotes"] = [" | ".join(table.footnotes[m - 1] for m in marks) if marks else ""
+                          for marks in table.cells["marks"]]
+    return cells.drop(columns=["marks"]).to_csv(index=False)
+
+
+FORMATS = {"md": to_markdown, "latex": to_latex, "csv": to_csv}
+
+
+def render(table: Table, fmt: str = "md") -> str:
+    """Render a table as md, latex or csv."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return FORMATS[fmt](table)
+
+
+def build_table(options: TableOptions, tracking_uri: str | None = None, runs=None, published=None) -> Table:
+    """Read runs (unless given) and published numbers (when asked) and summarize them into a `Table`."""
+    if runs is None:
+        runs = load_runs(tracking_uri, datasets=options.datasets, study=options.study)
+    if options.published and published is None:
+        published = load_published(list(options.metrics))
+    return summarize(runs, options, published)
