@@ -1,0 +1,362 @@
+"""Paper figures from tracked runs: metric vs epoch, metric vs swept value, qualitative image grids.
+
+Every figure is sized for one paper column (3.3 in wide, 8 pt text) and saved as PNG and PDF. The runs come
+from `bench.tables.load_runs`; curves read the `eval/<metric>` history, grids the runs' `test/` artifacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from bench.errors import DataError, UsageError
+from bench.tables import (
+    METRIC_LABELS,
+    dataset_label,
+    finished_runs,
+    higher_is_better,
+    method_label,
+    method_order,
+    parse_setting,
+)
+
+log = logging.getLogger(__name__)
+
+COLUMN_WIDTH_IN = 3.3
+PAGE_WIDTH_IN = 6.9
+FONT_PT = 8
+DPI = 300
+FORMATS = ("png", "pdf")
+
+
+@contextlib.contextmanager
+def paper_style():
+    """Matplotlib settings for column-width figures: 8 pt text, thin lines, no chart junk, 300 dpi PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rc = {"font.size": FONT_PT, "axes.titlesize": FONT_PT, "axes.labelsize": FONT_PT, "xtick.labelsize": FONT_PT - 1,
+          "ytick.labelsize": FONT_PT - 1, "legend.fontsize": FONT_PT - 1, "lines.linewidth": 1.2,
+          "lines.markersize": 3.5, "axes.linewidth": 0.6, "axes.spines.top": False, "axes.spines.right": False,
+          "legend.frameon": False, "pdf.fonttype": 42, "ps.fonttype": 42}
+    with plt.rc_context(rc):
+        yield plt
+
+
+def save(fig, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write `fig` as <stem>.png / <stem>.pdf (folders created) and close it; returns the paths."""
+    import matplotlib.pyplot as plt
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise UsageError(f"figure format {fmt!r}: use {', '.join(FORMATS)}")
+        path = stem.with_suffix(f".{fmt}")
+        with paper_style():  # rc settings read at save time (PDF font type) must hold here too
+            fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.02)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _axis_label(metric: str) -> str:
+    return f"{METRIC_LABELS.get(metric, metric)} ({'higher' if higher_is_better(metric) else 'lower'} is better)"
+
+
+# ------------------------------------------------------------------------------------------ metric vs epoch
+def metric_histories(client, run_ids: Iterable[str], key: str) -> dict[str, list[tuple[int, float]]]:
+    """{run_id: [(step, value), ...]} of one metric, sorted by step (last value per step wins)."""
+    out = {}
+    for run_id in run_ids:
+        points: dict[int, float] = {}
+        for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
+            points[int(m.step)] = float(m.value)
+        if points:
+            out[run_id] = sorted(points.items())
+    return out
+
+
+def curves_frame(runs, client, metric: str):
+    """Long-form eval history: method, dataset, direction, seed, epoch, value (finished runs, no studies)."""
+    import pandas as pd
+
+    done = finished_runs(runs)
+    done = done[done["study"] == ""]
+    hist = metric_histories(client, done["run_id"], f"eval/{metric}")
+    rows = []
+    for _, run in done.iterrows():
+        for epoch, value in hist.get(run["run_id"], []):
+            rows.append({"method": run["method"], "preset": run["preset"], "dataset": run["dataset"],
+                         "direction": run["direction"], "seed": run["seed"], "epoch": epoch, "value": value})
+    return pd.DataFrame(rows, columns=["method", "preset", "dataset", "direction", "seed", "epoch", "value"])
+
+
+def plot_curves(frame, metric: str, dataset: str, direction: str):
+    """One dataset: mean over seeds of `eval/<metric>` per epoch per method, with a ±std band."""
+    with paper_style() as plt:
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+        sub = frame[(frame["dataset"] == dataset) & (frame["direction"] == direction)]
+        multi_preset = sub["preset"].nunique() > 1
+        for (method, preset), g in sub.groupby(["method", "preset"], sort=True):
+            stats = g.groupby("epoch")["value"].agg(["mean", "std", "count"]).reset_index()
+            n = int(g["seed"].nunique())
+            label = method_label(method) + (f" [{preset}]" if multi_preset else "") + f" (n={n})"
+            line, = ax.plot(stats["epoch"], stats["mean"], marker="o", label=label)
+            if n > 1:
+                std = stats["std"].fillna(0.0)
+                ax.fill_between(stats["epoch"], stats["mean"] - std, stats["mean"] + std, color=line.get_color(),
+                                alpha=0.2, linewidth=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(_axis_label(metric))
+        ax.set_title(f"{dataset_label(dataset, direction)}: held-out {METRIC_LABELS.get(metric, metric)} during "
+                     "training")
+        ax.legend(loc="best")
+        ax.grid(True, linewidth=0.3, alpha=0.5)
+        fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ metric vs swept value
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def sweep_frame(runs, study: str, metric: str, select: str = "best"):
+    """Per (method, dataset, setting): swept values, mean, std and n of `<select>/<metric>` over seeds."""
+    import pandas as pd
+
+    done = finished_runs(runs)
+    done = done[done["study"] == study]
+    if done.empty:
+        raise UsageError(f"no finished runs of study {study!r}; check --study (tag bench.study)")
+    key = f"{select}/{metric}"
+    rows = []
+    for (method, dataset, direction, setting), g in done.groupby(["method", "dataset", "direction", "setting"]):
+        vals = [float(m[key]) for m in g["metrics"] if key in m]
+        if not vals:
+            continue
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        rows.append({"method": method, "dataset": dataset, "direction": direction, "setting": setting,
+                     "params": parse_setting(setting), "mean": mean, "std": std, "n": len(vals)})
+    return pd.DataFrame(rows, columns=["method", "dataset", "direction", "setting", "params", "mean", "std", "n"])
+
+
+def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[tuple[str, str], tuple[float, float]]
+               | None = None, published=None, select: str = "best"):
+    """Metric (mean ± std over seeds) against one swept parameter; baselines dashed, paper values hollow."""
+    params = sorted({k for p in frame["params"] for k in p})
+    if param is None:
+        if len(params) != 1:
+            raise UsageError(f"the study swept {', '.join(params) or 'nothing'}; choose one with --param")
+        param = params[0]
+    param = param[len("method."):] if param.startswith("method.") else param
+    if param not in params:
+        raise UsageError(f"--param {param!r} was not swept in this study (swept: {', '.join(params)})")
+    with paper_style() as plt:
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+        values = [p.get(param) for p in frame["params"]]
+        numeric = all(_as_number(v) is not None for v in values)
+        categories = sorted(set(values), key=lambda v: (_as_number(v) is None, _as_number(v) or 0, v))
+        position = {v: (_as_number(v) if numeric else i) for i, v in enumerate(categories)}
+        for (method, dataset, direction), g in frame.groupby(["method", "dataset", "direction"]):
+            g = g.assign(x=[position[p.get(param)] for p in g["params"]]).sort_values("x")
+            label = f"{method_label(method)}, {dataset_label(dataset, direction)}"
+            bars = ax.errorbar(g["x"], g["mean"], yerr=g["std"], marker="o", capsize=2, label=label)
+            color = bars[0].get_color()
+            if baseline and (method, dataset) in baseline:
+                mean, _ = baseline[(method, dataset)]
+                ax.axhline(mean, color=color, linestyle="--", linewidth=0.8, label=f"{method_label(method)} default")
+            if published is not None and len(published):
+                pub = published[(published["method"] == method) & (published["dataset"] == dataset)
+                                & (published["direction"] == direction) & (published["metric"] == metric)]
+                xs, ys = [], []
+                for _, row in pub.iterrows():
+                    v = parse_setting(row["setting"]).get(param)
+                    if v in position and len(parse_setting(row["setting"])) == 1:
+                        xs.append(position[v])
+                        ys.append(float(row["value"]))
+                if xs:
+                    ax.plot(xs, ys, linestyle="none", marker="s", markerfacecolor="none", color=color,
+                            label=f"{method_label(method)} (paper)")
+        if numeric:
+            xs = sorted(position.values())
+            if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(xs)
+            ax.set_xticklabels([f"{x:g}" for x in xs])
+            ax.minorticks_off()
+        else:
+            ax.set_xticks(list(position.values()))
+            ax.set_xticklabels(categories)
+        ax.set_xlabel(param)
+        ax.set_ylabel(f"{select} {_axis_label(metric)}")
+        ax.legend(loc="best")
+        ax.grid(True, linewidth=0.3, alpha=0.5)
+        fig.tight_layout()
+    return fig, param
+
+
+# ------------------------------------------------------------------------------------------ qualitative grid
+@contextlib.contextmanager
+def _no_progress_bar():
+    """MLflow draws a tqdm bar per artifact download; a figure script does not want dozens of them."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def fetch_test_images(client, run_id: str, dest: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Download a run's `test/inputs` and `test/outputs` artifacts; returns {stem: path} for each."""
+    found = []
+    for sub in ("inputs", "outputs"):
+        target = dest / run_id
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            with _no_progress_bar():
+                local = Path(client.download_artifacts(run_id, f"test/{sub}", str(target)))
+        except Exception as exc:  # MLflow raises several types for a missing artifact folder
+            log.debug("run %s has no test/%s artifacts: %s", run_id, sub, exc)
+            local = target / "missing"
+        found.append({p.stem: p for p in sorted(local.glob("*.png"))} if local.is_dir() else {})
+    return found[0], found[1]
+
+
+def qualitative_grid(images: Mapping[str, Mapping[str, Path]], inputs: Mapping[str, Path], stems: Sequence[str],
+                     title: str = ""):
+    """Rows = test images, columns = input | each method's output (the papers' qualitative figures)."""
+    from PIL import Image
+
+    columns = ["Input", *images]
+    width = COLUMN_WIDTH_IN if len(columns) <= 5 else PAGE_WIDTH_IN
+    cell = width / len(columns)
+    # Room above the first row for the (wrapped, up to 2-line) column titles and the figure title.
+    head = 0.32 + (0.14 if title else 0.0)
+    height = cell * len(stems) + head
+    with paper_style() as plt:
+        fig, axes = plt.subplots(len(stems), len(columns), figsize=(width, height), squeeze=False)
+        fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=1.0 - head / height, wspace=0.03, hspace=0.03)
+        for r, stem in enumerate(stems):
+            for c, name in enumerate(columns):
+                ax = axes[r][c]
+                path = inputs[stem] if c == 0 else images[name][stem]
+                with Image.open(path) as img:
+                    ax.imshow(img.convert("RGB"), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                if r == 0:
+                    label = name if c == 0 else method_label(name)
+                    ax.set_title("\n".join(textwrap.wrap(label, 12)), fontsize=FONT_PT - 1, pad=2)
+        if title:
+            fig.suptitle(title, fontsize=FONT_PT, y=1.0 - 0.02 / height, va="top")
+    return fig
+
+
+def grid_from_runs(runs, client, dataset: str, direction: str, methods: Sequence[str] | None = None,
+                   n_images: int = 4, workdir: Path | None = None):
+    """The qualitative grid of one dataset: for each method its lowest-seed finished run's test outputs."""
+    done = finished_runs(runs)
+    done = done[(done["study"] == "") & (done["dataset"] == dataset) & (done["direction"] == direction)]
+    if methods:
+        done = done[done["method"].isin(methods)]
+    if done.empty:
+        raise DataError(f"no finished runs on {dataset} ({direction}) to draw a qualitative grid from")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="bench_grid_"))
+    inputs: dict[str, Path] = {}
+    outputs: dict[str, dict[str, Path]] = {}
+    for method in sorted(done["method"].unique(), key=method_order):
+        run = done[done["method"] == method].sort_values(["preset", "seed"]).iloc[0]
+        ins, outs = fetch_test_images(client, run["run_id"], workdir)
+        if not outs:
+            log.info("%s (run %s) logged no test/outputs images; left out of the grid", method, run["run_id"])
+            continue
+        outputs[method] = outs
+        for stem, path in ins.items():
+            inputs.setdefault(stem, path)
+    if not outputs:
+        raise DataError(f"no run on {dataset} logged test/outputs artifacts; nothing to draw")
+    common = sorted(set(inputs).intersection(*[set(o) for o in outputs.values()]))
+    if not common:
+        raise DataError(f"the runs on {dataset} share no test image (by file stem) with inputs; cannot align a grid")
+    stems = common[:n_images]
+    return qualitative_grid(outputs, inputs, stems, title=dataset_label(dataset, direction))
+
+
+# ------------------------------------------------------------------------------------------ all figures
+def make_figures(out_dir: str | Path, *, metric: str = "fid", tracking_uri: str | None = None,
+                 datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+                 study: str | None = None, param: str | None = None, select: str = "best",
+                 kinds: Sequence[str] = ("curves", "sweep", "grid"), n_images: int = 4, published: bool = False,
+                 formats: Sequence[str] = FORMATS, runs=None, client=None) -> list[Path]:
+    """Draw every requested figure kind into `out_dir`; returns the written files."""
+    from bench.tables import load_published, load_runs
+    from bench.tracking import make_client
+
+    higher_is_better(metric)  # validates the name
+    client = client or make_client(tracking_uri)
+    if runs is None:
+        runs = load_runs(datasets=datasets, methods=methods, client=client)
+    if datasets:
+        runs = runs[runs["dataset"].isin(datasets)]
+    if methods:
+        runs = runs[runs["method"].isin(methods)]
+    if runs.empty:
+        raise DataError("no tracked runs match; run `bench run ...` first or check --tracking-uri/--dataset")
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    if "curves" in kinds:
+        frame = curves_frame(runs, client, metric)
+        if frame.empty:
+            log.warning("no eval/%s history in the selected runs; no curves drawn", metric)
+        for (dataset, direction), _ in frame.groupby(["dataset", "direction"], sort=True):
+            fig = plot_curves(frame, metric, dataset, direction)
+            written += save(fig, out_dir / f"curve_{metric}_{dataset}_{direction}", formats)
+    if "sweep" in kinds and study:
+        frame = sweep_frame(runs, study, metric, select)
+        done = finished_runs(runs)
+        base = done[(done["study"] == "") & done["method"].isin(set(frame["method"]))]
+        baseline = {}
+        for (method, dataset), g in base.groupby(["method", "dataset"]):
+            vals = [float(m[f"{select}/{metric}"]) for m in g["metrics"] if f"{select}/{metric}" in m]
+            if vals:
+                baseline[(method, dataset)] = (sum(vals) / len(vals), 0.0)
+        pub = load_published(metric) if published else None
+        fig, swept = plot_sweep(frame, metric, param, baseline, pub, select)
+        written += save(fig, out_dir / f"sweep_{study}_{swept}_{metric}", formats)
+    if "grid" in kinds:
+        done = finished_runs(runs)
+        done = done[done["study"] == ""]
+        for (dataset, direction), _ in done.groupby(["dataset", "direction"], sort=True):
+            try:
+                with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
+                    fig = grid_from_runs(runs, client, dataset, direction, methods, n_images, Path(tmp))
+                    written += save(fig, out_dir / f"grid_{dataset}_{direction}", formats)
+            except DataError as exc:
+                log.warning("no qualitative grid for %s: %s", dataset, exc)
+    return written
+
+
+__all__ = ["COLUMN_WIDTH_IN", "FONT_PT", "curves_frame", "fetch_test_images", "grid_from_runs", "make_figures",
+           "metric_histories", "paper_style", "plot_curves", "plot_sweep", "qualitative_grid", "save", "sweep_frame"]

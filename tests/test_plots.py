@@ -1,0 +1,108 @@
+"""bench.plots and the `bench table` / `bench plot` commands, on runs tracked in a real MLflow (sqlite)."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from bench.errors import DataError, UsageError
+from bench.plots import (
+    COLUMN_WIDTH_IN,
+    FONT_PT,
+    curves_frame,
+    grid_from_runs,
+    make_figures,
+    plot_curves,
+    plot_sweep,
+    sweep_frame,
+)
+from bench.tables import load_runs
+from bench.tracking import make_client
+
+from test_tables import make_runs  # the same schema-following runs as the table tests
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tracked_plots")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    make_runs(uri, root / "images")
+    return uri, load_runs(uri), make_client(uri)
+
+
+def test_curves_mean_over_seeds(tracked):
+    uri, runs, client = tracked
+    frame = curves_frame(runs, client, "fid")
+    assert set(frame["dataset"]) == {"horse2zebra", "afhq"}  # toy runs have no eval history; study runs excluded
+    cut = frame[(frame["method"] == "cut") & (frame["dataset"] == "horse2zebra")]
+    assert sorted(cut["epoch"].unique()) == [1, 2, 3, 4] and cut["seed"].nunique() == 3
+    fig = plot_curves(frame, "fid", "horse2zebra", "horse2zebra")
+    ax = fig.axes[0]
+    assert fig.get_size_inches()[0] == pytest.approx(COLUMN_WIDTH_IN)
+    assert ax.xaxis.label.get_size() == FONT_PT
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["CUT (n=3)", "CycleGAN (n=3)",
+                                                                   "QS-Attn (Global) (n=3)"]
+    y = ax.lines[0].get_ydata()  # CUT: mean of the three seeds at each epoch
+    assert y[0] == pytest.approx(cut[cut["epoch"] == 1]["value"].mean())
+
+
+def test_sweep_with_error_bars(tracked):
+    uri, runs, client = tracked
+    frame = sweep_frame(runs, "qs_queries", "fid")
+    row = frame[frame["setting"] == "num_patches=128"].iloc[0]
+    assert row["mean"] == pytest.approx(40.5) and row["std"] == pytest.approx(0.5 ** 0.5) and row["n"] == 2
+    fig, param = plot_sweep(frame, "fid", baseline={("qsattn_global", "horse2zebra"): (42.0, 0.0)})
+    assert param == "num_patches"
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["64", "128", "256"]
+    with pytest.raises(UsageError, match="not swept"):
+        plot_sweep(frame, "fid", param="lambda_NCE")
+    with pytest.raises(UsageError, match="no finished runs of study"):
+        sweep_frame(runs, "nope", "fid")
+
+
+def test_qualitative_grid_from_artifacts(tracked, tmp_path):
+    uri, runs, client = tracked
+    fig = grid_from_runs(runs, client, "horse2zebra", "horse2zebra", n_images=2, workdir=tmp_path)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["Input", "CycleGAN", "CUT", "QS-Attn\n(Global)"]
+    assert len(fig.axes) == 2 * 4
+    # The CUT column shows CUT's output for the same test image as the input column (green in the fixture).
+    cut_img = fig.axes[2].get_images()[0].get_array()
+    assert tuple(cut_img[16, 0][:3]) == (40, 160, 40)
+    with pytest.raises(DataError, match="test/outputs"):
+        grid_from_runs(runs, client, "afhq", "cat2dog", workdir=tmp_path)
+
+
+def test_make_figures_png_and_pdf_at_column_width(tracked, tmp_path):
+    uri, runs, client = tracked
+    written = make_figures(tmp_path / "figs", tracking_uri=uri, study="qs_queries", published=True)
+    names = sorted(p.name for p in written)
+    assert "curve_fid_horse2zebra_horse2zebra.png" in names and "curve_fid_afhq_cat2dog.pdf" in names
+    assert "sweep_qs_queries_num_patches_fid.pdf" in names and "grid_horse2zebra_horse2zebra.png" in names
+    for path in written:
+        assert path.stat().st_size > 1000
+        if path.suffix == ".png":
+            with Image.open(path) as img:
+                assert 2.9 <= img.width / 300 <= 3.4, (path.name, img.width)  # 300 dpi, one paper column
+        else:
+            assert path.read_bytes()[:5] == b"%PDF-"
+
+
+def test_cli_table_and_plot(tracked, tmp_path):
+    from bench.cli import main
+
+    uri = tracked[0]
+    out = tmp_path / "table.md"
+    assert main(["table", "--metric", "fid,swd", "--published", "--dataset", "horse2zebra", "--tracking-uri", uri,
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("| Method | horse2zebra FID↓ | paper | Δ | horse2zebra SWD↓ | paper | Δ |")
+    assert "| QS-Attn (Global) | **42.0 ± 1.0** (n=3) | 41.1 | +0.9 |" in text
+    tex = tmp_path / "study.tex"
+    assert main(["table", "--study", "qs_queries", "--format", "latex", "--tracking-uri", uri, "--out", str(tex)]) == 0
+    assert "\\toprule" in tex.read_text()
+    assert main(["plot", "--kind", "curves", "--dataset", "afhq", "--tracking-uri", uri, "--out",
+                 str(tmp_path / "f"), "--format", "png"]) == 0
+    assert [p.name for p in (tmp_path / "f").iterdir()] == ["curve_fid_afhq_cat2dog.png"]
+    assert main(["table", "--metric", "fdi", "--tracking-uri", uri]) == 2
