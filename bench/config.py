@@ -133,7 +133,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("out", "tracking_uri", "study", "trial", "run_name_suffix"):
             d.pop(k)
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("progress", "log_every", "save_every", "device", "threads")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE_TRAIN_FIELDS}
         return d
 
     def config_hash(self) -> str:
@@ -141,14 +141,23 @@ class RunConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def flat_params(self) -> dict[str, str]:
-        """Flattened `section.field` -> string, for MLflow params."""
+        """Flattened `section.field` -> string, for MLflow params.
+
+        Settings that may legitimately change when a run is resumed (device, threads, progress display,
+        logging cadence) are left out: MLflow params are immutable once logged.
+        """
         out = {"method": self.method, "dataset": self.dataset, "seed": str(self.seed), "preset": self.preset}
         for prefix, obj in (("method", self.method_cfg), ("data", self.data), ("train", self.train), ("eval", self.eval)):
             for f in fields(obj):
+                if prefix == "train" and f.name in RESUMABLE_TRAIN_FIELDS:
+                    continue
                 value = getattr(obj, f.name)
                 out[f"{prefix}.{f.name}"] = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
         return out
 
+
+#: Train settings that do not change the numbers and may differ between a run and its resumption.
+RESUMABLE_TRAIN_FIELDS = ("progress", "log_every", "save_every", "device", "threads")
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 

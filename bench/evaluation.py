@@ -66,8 +66,7 @@ def _is_label_to_photo(cfg: RunConfig) -> bool:
     from bench.data import get_spec
 
     spec = get_spec(cfg.dataset)
-    direction = cfg.data.direction or spec.default_direction
-    return direction == spec.default_direction
+    return spec.normalize_direction(cfg.data.direction) == spec.default_direction
 
 
 def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
@@ -232,17 +231,8 @@ def _reverse(cfg: RunConfig) -> str:
     """The dataset direction opposite to the run's (for scoring two-way methods backwards)."""
     from bench.data import get_spec
 
-    spec = get_spec(cfg.dataset)
-    current = cfg.data.direction or spec.default_direction
-    options = [d for d in spec.directions if d != current]
-    reverse = {"AtoB": "BtoA", "BtoA": "AtoB"}.get(current)
-    if reverse in spec.directions:
-        return reverse
-    if "2" in current:
-        a, b = current.split("2", 1)
-        if f"{b}2{a}" in spec.directions:
-            return f"{b}2{a}"
-    return options[0]
+    src, dst = get_spec(cfg.dataset).resolve_direction(cfg.data.direction)
+    return f"{dst}2{src}"
 
 
 def sample_grid_png(evaluator: Evaluator, method, path: Path) -> Path:

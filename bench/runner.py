@@ -22,7 +22,7 @@ import torch
 
 from bench import seeding
 from bench.checkpoint import atomic_write_json
-from bench.config import RunConfig, build_section, split_overrides, SECTIONS
+from bench.config import RESUMABLE_TRAIN_FIELDS, SECTIONS, RunConfig, build_section, split_overrides
 from bench.errors import BenchError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     from bench.data import get_spec
 
     cls = methods.get(method)
-    get_spec(dataset)  # validates the name
+    spec = get_spec(dataset)  # validates the name
     method_over, sections = split_overrides(dict(overrides or {}), cls.Config)
     method_cfg = cls.make_config(preset, method_over)
     data_over = dict(sections["data"])
@@ -83,6 +83,8 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
         eval_over.setdefault("inception_weights", inception_weights)
     if seg_weights is not None:
         eval_over.setdefault("seg_weights", seg_weights)
+    # Canonical direction name ("label2photo", "cat2dog"), validated here so a typo fails before training.
+    data_over["direction"] = spec.normalize_direction(data_over.get("direction"))
     built = {name: build_section(SECTIONS[name], over) for name, over in
              (("data", data_over), ("train", train_over), ("eval", eval_over))}
     return RunConfig(method=method, dataset=dataset, seed=int(seed), preset=preset, method_cfg=method_cfg,
@@ -150,9 +152,11 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
                          "pass --resume to continue it, or choose another --out")
     if resume and config_path.is_file():
         saved = json.loads(config_path.read_text())
-        current = cfg.to_dict()
-        for key in ("method_cfg", "data", "eval"):
-            if saved.get(key) != json.loads(json.dumps(current[key], default=str)):
+        current = json.loads(json.dumps(cfg.to_dict(), default=str))
+        for section in (saved, current):
+            section["train"] = {k: v for k, v in section.get("train", {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
+        for key in ("method_cfg", "data", "train", "eval"):
+            if saved.get(key) != current[key]:
                 raise ConfigError(f"--resume: the {key} settings differ from {config_path}; resume with the same "
                                   "options, or start a new run with another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,8 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
     tags = {"bench.method": cfg.method, "bench.dataset": cfg.dataset, "bench.seed": str(cfg.seed),
             "bench.direction": cfg.data.direction or "default", "bench.preset": cfg.preset,
             "bench.git_commit": git_commit(), "bench.run_dir": str(run_dir.resolve()),
-            "bench.config_hash": cfg.config_hash(), "bench.status": "running"}
+            "bench.config_hash": cfg.config_hash(), "bench.status": "running",
+            "bench.device": cfg.train.device}
     if cfg.study:
         tags["bench.study"] = cfg.study
     if cfg.trial is not None:

@@ -4,7 +4,7 @@ A method owns its networks (`nets`, keyed like the official code so released che
 optimisers (`optimizers`) and any extra training state (image pools). Per iteration the loop calls
 `train_step(batch)`; it evaluates with `translate(x)`; it checkpoints `state_dict()`.
 
-Batches are dicts: ``{"A": (N,3,H,W) in [-1,1], "B": ..., "A_paths": [...], "B_paths": [...]}``;
+Batches are dicts: ``{"A": (N,3,H,W) in [-1,1], "B": ..., "A_path": [...], "B_path": [...]}``;
 A is always the source domain and B the target (the dataset applies the direction).
 """
 

@@ -19,7 +19,7 @@ def make_batch(m: Method, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     bs, s = m.cfg.batch_size, m.cfg.crop_size
     return {"A": torch.rand(bs, 3, s, s, generator=g) * 2 - 1, "B": torch.rand(bs, 3, s, s, generator=g) * 2 - 1,
-            "A_paths": [f"a{i}.png" for i in range(bs)], "B_paths": [f"b{i}.png" for i in range(bs)]}
+            "A_path": [f"a{i}.png" for i in range(bs)], "B_path": [f"b{i}.png" for i in range(bs)]}
 
 
 @pytest.fixture(params=NAMES)
