@@ -111,8 +111,8 @@ def validate_published(df, origin: str) -> None:
     extra = [c for c in df.columns if c not in PUBLISHED_COLUMNS]
     if extra:
         raise DataError(f"{origin}: unknown column(s) {', '.join(extra)}; expected {', '.join(PUBLISHED_COLUMNS)}")
-    for i, row in df.iterrows():
-        where = f"{origin} row {i + 2}"  # +2: header line and 1-based lines
+    for pos, (_, row) in enumerate(df.iterrows()):
+        where = f"{origin} line {pos + 2}"  # +2: the header line, and lines count from 1
         for col in PUBLISHED_REQUIRED:
             if str(row[col]).strip() == "":
                 raise DataError(f"{where}: empty {col!r}")
