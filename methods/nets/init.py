@@ -23,8 +23,12 @@ def norm_layer(kind: str):
 
 
 def uses_bias(kind: str) -> bool:
-    """Convs before a norm carry a bias unless the norm is BatchNorm (which has its own shift)."""
-    return kind != "batch"
+    """Convs before a norm carry a bias only with InstanceNorm (affine=False), as the official code decides.
+
+    Follows pytorch-CycleGAN-and-pix2pix@00d5574:models/networks.py (`use_bias = norm_layer.func ==
+    nn.InstanceNorm2d`): BatchNorm has its own shift, and with norm 'none' the official test is False too.
+    """
+    return kind == "instance"
 
 
 def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
