@@ -1,0 +1,310 @@
+"""FSeSim and LSeSim: unpaired translation with the spatially-correlative loss on frozen VGG16 features.
+
+Zheng, Cham, Cai. "The Spatially-Correlative Loss for Various Image Translation Tasks", CVPR 2021.
+Official code: lyndonzheng/F-LSeSim@6ca7883 (no licence file at that commit). Facts in reference/methods.md
+§2.9: anti-aliased ResNet-9 G and PatchGAN D, lsgan, lr 1e-4, image pool 50, frozen ImageNet VGG16
+(`netPre`) read at relu3_1, relu4_1, relu4_3 (`attn_layers 4,7,9`), 256 queries, cosine mode with the
+top quarter of the translation's similarity row kept and SmoothL1, λ_spatial 10, update order (F) → D → G.
+LSeSim (`learned_attn`) adds per-layer learned 1×1 conv heads (`netF`) before the similarity, trained by
+an InfoNCE over similarity rows in their own step (the real B image, flipped, supplies negatives).
+
+`netPre` is not trained and is not one of `nets` (not checkpointed, not in the parameter count), like the
+official `model_names`. Its ImageNet weights come from torchvision's cache (or `vgg_weights=PATH`), never
+from the network; without them `setup` refuses to train unless `allow_random_vgg=true`. The run records
+which weights it used in `vgg_weights` (also in `extra_state()` and `describe()`).
+Not ported: the official `lambda_perceptual`, `lambda_style` and `lambda_gradient` extras (0 by default)
+and the StyleGAN2 nets.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import CheckpointError, ConfigError, UsageError
+from methods.base import Method, adam, set_requires_grad
+from methods.config import MethodConfig
+from methods.losses.gan import gan_loss
+from methods.losses.spatial import LOSS_MODES, spatial_correlative_loss
+from methods.nets.image_pool import ImagePool
+from methods.nets.init import init_weights
+from methods.nets.patchgan import define_D
+from methods.nets.resnet import ResnetGenerator
+from methods.nets.vgg import (LAYER_NAMES, VGG16_FILE, VGG16Features, imagenet_normalize,
+                              load_vgg16_weights, torchvision_cache_path)
+
+log = logging.getLogger(__name__)
+
+RANDOM_VGG = "random"
+
+
+@dataclass(frozen=True)
+class FSeSimConfig(MethodConfig):
+    """F-LSeSim@6ca7883 code defaults (options/*.py, models/sc_model.py)."""
+
+    n_epochs: int = 200
+    n_epochs_decay: int = 200
+    lr: float = 1e-4
+    init_type: str = "xavier"
+    n_blocks: int = 9
+    netD: str = "basic"
+    n_layers_D: int = 3
+    norm: str = "instance"
+    antialias: bool = True
+    antialias_up: bool = True
+    gan_mode: str = "lsgan"
+    pool_size: int = 50
+    #: VGG16 slices (0 = relu1_1 ... 12 = relu5_3); 4, 7, 9 = relu3_1, relu4_1, relu4_3.
+    attn_layers: tuple[int, ...] = (4, 7, 9)
+    #: Query positions per layer (<= 0: all).
+    patch_nums: int = 256
+    #: Key window side; when >= the feature map the whole map is the key (true at 256² for the defaults).
+    patch_size: int = 64
+    loss_mode: str = "cos"
+    #: L2-normalised features and L1 (True) vs features/√C, tanh similarity and SmoothL1 (False, default).
+    use_norm: bool = False
+    #: LSeSim: learned 1×1 conv heads trained contrastively.
+    learned_attn: bool = False
+    #: LSeSim: colour-jittered copies of A and B as extra positives/negatives in the head step.
+    augment: bool = False
+    #: Temperature of the head step's InfoNCE.
+    T: float = 0.07
+    lambda_spatial: float = 10.0
+    lambda_spatial_idt: float = 0.0
+    lambda_identity: float = 0.0
+    #: Explicit path to torchvision's vgg16-397923af.pth; empty = $TORCH_HOME/hub/checkpoints/.
+    vgg_weights: str = ""
+    #: Train with a randomly initialised VGG16 when the ImageNet weights are absent (tests, smoke runs).
+    allow_random_vgg: bool = False
+
+    CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
+                               "norm": ("instance", "batch", "none"),
+                               "gan_mode": ("lsgan", "vanilla", "wgangp", "nonsaturating", "hinge"),
+                               "loss_mode": LOSS_MODES}
+
+    def validate(self) -> None:
+        super().validate()
+        bad = [i for i in self.attn_layers if not 0 <= i < len(LAYER_NAMES)]
+        if bad or not self.attn_layers:
+            raise ConfigError(f"attn_layers {list(self.attn_layers)}: each must be a VGG16 slice 0..12 "
+                              f"({', '.join(f'{i}={n}' for i, n in enumerate(LAYER_NAMES))})")
+        if len(set(self.attn_layers)) != len(self.attn_layers):
+            raise ConfigError(f"attn_layers {list(self.attn_layers)} repeats a layer")
+        if self.patch_size < 1:
+            raise ConfigError(f"patch_size must be >= 1, got {self.patch_size}")
+        if self.pool_size < 0:
+            raise ConfigError(f"pool_size must be >= 0, got {self.pool_size}")
+        if not self.T > 0:
+            raise ConfigError(f"T must be > 0, got {self.T}")
+        if self.augment and not self.learned_attn:
+            raise ConfigError("augment only feeds LSeSim's head step; set learned_attn=true (method lsesim) or drop it")
+
+
+@dataclass(frozen=True)
+class LSeSimConfig(FSeSimConfig):
+    learned_attn: bool = True
+
+
+class SimilarityHeads(nn.Module):
+    """LSeSim's netF: per VGG layer `conv_<i>` = Conv1×1(C→max(32, C/4)) → ReLU → Conv1×1.
+
+    Init normal(0, 0.02): the official SpatialCorrelativeLoss is built without init options, so it gets
+    init_net's defaults rather than the run's xavier. Follows F-LSeSim@6ca7883:models/losses.py create_conv.
+    """
+
+    def __init__(self, in_channels: Sequence[int]) -> None:
+        super().__init__()
+        for i, c in enumerate(in_channels):
+            out = max(32, c // 4)
+            self.add_module(f"conv_{i}", nn.Sequential(nn.Conv2d(c, out, 1), nn.ReLU(), nn.Conv2d(out, out, 1)))
+        init_weights(self, "normal", 0.02)
+
+    def forward(self, feat: torch.Tensor, layer: int) -> torch.Tensor:
+        """Apply the head of the `layer`-th attention layer."""
+        return self.get_submodule(f"conv_{layer}")(feat)
+
+
+def _color_jitter(x: torch.Tensor) -> torch.Tensor:
+    """LSeSim's augmentation: ColorJitter(0.5, 0.5, 0.5, 0.3) per image, on [-1, 1] tensors (torch RNG)."""
+    from torchvision.transforms import ColorJitter
+
+    jitter = ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
+    return torch.stack([jitter((img + 1) * 0.5) * 2 - 1 for img in x])
+
+
+class FSeSim(Method):
+    Config = FSeSimConfig
+    citation = "Zheng, Cham, Cai, The Spatially-Correlative Loss for Various Image Translation Tasks, CVPR 2021"
+    official_code = "lyndonzheng/F-LSeSim@6ca7883"
+    licence = "none stated in the repository"
+
+    def __init__(self, cfg: FSeSimConfig, device="cpu") -> None:
+        super().__init__(cfg, device)
+        G = ResnetGenerator(3, 3, cfg.ngf, cfg.n_blocks, cfg.norm, False, antialias=cfg.antialias,
+                            antialias_up=cfg.antialias_up)
+        D = define_D(cfg.netD, 3, cfg.ndf, cfg.n_layers_D, cfg.norm, antialias=cfg.antialias)
+        self.nets = {"netG": init_weights(G, cfg.init_type, cfg.init_gain).to(self.device),
+                     "netD": init_weights(D, cfg.init_type, cfg.init_gain).to(self.device)}
+        if cfg.learned_attn:
+            channels = [VGG16Features.channels(i) for i in cfg.attn_layers]
+            self.nets["netF"] = SimilarityHeads(channels).to(self.device)
+        # Frozen and outside `nets`; random until setup() loads the ImageNet weights.
+        self.netPre = VGG16Features().to(self.device)
+        #: "torchvision:vgg16-397923af sha256:<hex>" or "random"; None until setup() resolves the weights.
+        self.vgg_weights: str | None = None
+        self._checkpoint_vgg: str | None = None
+        self.fake_B_pool = ImagePool(cfg.pool_size)
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, batch):
+        """Load the VGG16 ImageNet weights (or refuse), then create the optimisers."""
+        self.resolve_vgg()
+        self.optimizers = self.make_optimizers()
+
+    def resolve_vgg(self) -> str:
+        """Find, verify and load VGG16's ImageNet weights; random only with allow_random_vgg. Returns the record."""
+        c = self.cfg
+        if self.vgg_weights is None:
+            path = Path(c.vgg_weights).expanduser() if c.vgg_weights else torchvision_cache_path()
+            if path.is_file():
+                self.vgg_weights = load_vgg16_weights(self.netPre, path)
+            elif c.vgg_weights:
+                raise ConfigError(f"vgg_weights={c.vgg_weights}: no such file; point it at torchvision's {VGG16_FILE}")
+            elif c.allow_random_vgg:
+                log.warning("%s: VGG16 ImageNet weights not found at %s; training with a RANDOM VGG16 "
+                            "(allow_random_vgg=true): results are not comparable to the paper", self.name, path)
+                self.vgg_weights = RANDOM_VGG
+            else:
+                raise ConfigError(
+                    f"{self.name or 'fsesim'} needs torchvision's ImageNet VGG16 weights at {path} (not found; "
+                    f"nothing is downloaded). Put {VGG16_FILE} there (torchvision caches it when online: "
+                    f"python -c \"import torchvision; torchvision.models.vgg16(weights='IMAGENET1K_V1')\"), "
+                    "or --set vgg_weights=PATH, or --set allow_random_vgg=true to train with a random VGG16")
+        self._check_checkpoint_vgg()
+        return self.vgg_weights
+
+    def _check_checkpoint_vgg(self) -> None:
+        if self._checkpoint_vgg and self.vgg_weights and self._checkpoint_vgg != self.vgg_weights:
+            raise CheckpointError(f"the checkpoint was trained with VGG16 weights {self._checkpoint_vgg!r} but this "
+                                  f"run has {self.vgg_weights!r}; resume with the same weights")
+
+    def describe(self) -> dict[str, Any]:
+        """What this run uses beyond its config: the VGG16 weights and layers of the loss."""
+        return {"vgg_weights": self.vgg_weights,
+                "vgg_layers": [LAYER_NAMES[i] for i in self.cfg.attn_layers]}
+
+    def make_optimizers(self):
+        n = self.nets
+        opts = {"G": adam(n["netG"].parameters(), self.cfg), "D": adam(n["netD"].parameters(), self.cfg)}
+        if "netF" in n:
+            # The official F optimiser also holds VGG16 with lr 0, i.e. VGG16 never moves; we leave it out.
+            opts["F"] = adam(n["netF"].parameters(), self.cfg)
+        return opts
+
+    # ----------------------------------------------------------------- losses
+    def spatial_loss(self, src: torch.Tensor, tgt: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean over attn_layers of the spatially-correlative loss between images `src` and `tgt` in [-1, 1].
+
+        With `other` (LSeSim's head step) it is the InfoNCE with `other` flipped on both axes as negatives.
+        Follows F-LSeSim@6ca7883:models/sc_model.py Spatial_Loss.
+        """
+        c, layers = self.cfg, self.cfg.attn_layers
+        with torch.no_grad():  # data images: VGG is frozen, nothing upstream needs their gradient
+            f_src = self.netPre(imagenet_normalize(src), layers)
+            f_oth = (self.netPre(imagenet_normalize(torch.flip(other, [2, 3])), layers) if other is not None
+                     else [None] * len(layers))
+        f_tgt = self.netPre(imagenet_normalize(tgt), layers)
+        heads = self.nets.get("netF")
+        total = 0.0
+        for i, (fs, ft, fo) in enumerate(zip(f_src, f_tgt, f_oth)):
+            if heads is not None:
+                fs, ft = heads(fs, i), heads(ft, i)
+                fo = heads(fo, i) if fo is not None else None
+            total = total + spatial_correlative_loss(fs, ft, c.patch_nums, c.patch_size, c.loss_mode, c.use_norm,
+                                                     fo, c.T)
+        return total / len(layers)
+
+    def train_step(self, batch):
+        c, n, opt = self.cfg, self.nets, self.optimizers
+        if self.vgg_weights is None:
+            raise UsageError(f"{self.name or 'fsesim'}: call setup(batch) before train_step (it loads VGG16)")
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        use_idt = c.lambda_identity > 0 or c.lambda_spatial_idt > 0
+        nA = real_A.size(0)
+        fake = n["netG"](torch.cat((real_A, real_B)) if use_idt else real_A)
+        fake_B, idt_B = fake[:nA], fake[nA:] if use_idt else None
+        out: dict[str, torch.Tensor] = {}
+
+        # F (LSeSim): contrastive step of the learned heads on the detached translation
+        if "netF" in n:
+            set_requires_grad(n["netF"], True)
+            opt["F"].zero_grad(set_to_none=True)
+            src, tgt, oth = real_A, fake_B.detach(), real_B
+            if c.augment:
+                src = torch.cat((real_A, real_A))
+                tgt = torch.cat((tgt, _color_jitter(real_A)))
+                oth = torch.cat((real_B, _color_jitter(real_B)))
+            out["spatial"] = self.spatial_loss(src, tgt, oth)
+            out["spatial"].backward()
+            opt["F"].step()
+            set_requires_grad(n["netF"], False)
+
+        # D
+        set_requires_grad(n["netD"], True)
+        opt["D"].zero_grad(set_to_none=True)
+        out["D_real"] = gan_loss(n["netD"](real_B), True, c.gan_mode).mean()
+        out["D_fake"] = gan_loss(n["netD"](self.fake_B_pool.query(fake_B)), False, c.gan_mode).mean()
+        (0.5 * (out["D_real"] + out["D_fake"])).backward()
+        opt["D"].step()
+
+        # G
+        set_requires_grad(n["netD"], False)
+        opt["G"].zero_grad(set_to_none=True)
+        zero = torch.zeros((), device=self.device)
+        out["G_GAN"] = gan_loss(n["netD"](fake_B), True, c.gan_mode).mean()
+        out["G_s"] = self.spatial_loss(real_A, fake_B) * c.lambda_spatial if c.lambda_spatial > 0 else zero
+        if c.lambda_spatial_idt > 0:
+            out["G_s_idt_B"] = self.spatial_loss(real_B, idt_B) * c.lambda_spatial_idt
+        if c.lambda_identity > 0:
+            out["idt_B"] = F.l1_loss(idt_B, real_B) * c.lambda_identity
+        out["G"] = out["G_GAN"] + out["G_s"] + out.get("G_s_idt_B", zero) + out.get("idt_B", zero)
+        out["G"].backward()
+        opt["G"].step()
+        set_requires_grad(n["netD"], True)
+        if "netF" in n:
+            set_requires_grad(n["netF"], True)
+        return {k: v.detach() for k, v in out.items()}
+
+    @torch.no_grad()
+    def translate(self, x, z=None, direction="AtoB"):
+        if direction != "AtoB":
+            raise UsageError(f"{self.name} is one-way (A->B); direction={direction!r} is not available")
+        return self.nets["netG"](x.to(self.device))
+
+    # ----------------------------------------------------------------- state
+    def extra_state(self):
+        state: dict[str, Any] = {"fake_B_pool": self.fake_B_pool.state_dict(), "vgg_weights": self.vgg_weights}
+        if self.vgg_weights == RANDOM_VGG:
+            # A random VGG is part of the run: keep it so that a resume computes the same loss.
+            state["netPre"] = {k: v.cpu() for k, v in self.netPre.state_dict().items()}
+        return state
+
+    def load_extra_state(self, state):
+        if not state:
+            return
+        self.fake_B_pool.load_state_dict(state["fake_B_pool"])
+        self._checkpoint_vgg = state.get("vgg_weights")
+        if self._checkpoint_vgg == RANDOM_VGG and "netPre" in state:
+            self.netPre.load_state_dict(state["netPre"])
+            self.vgg_weights = RANDOM_VGG
+        self._check_checkpoint_vgg()
+
+
+class LSeSim(FSeSim):
+    Config = LSeSimConfig
