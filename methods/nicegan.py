@@ -1,0 +1,256 @@
+"""NICE-GAN (full and light): the discriminators' first layers are the encoders.
+
+Chen, Huang, Huang, Sun, Fang. "Reusing Discriminators for Encoding: Towards Unsupervised Image-to-Image
+Translation", CVPR 2020. Official code: alpc91/NICE-GAN-pytorch@1b114f1 (MIT). Paper defaults from
+reference/methods.md §2.8: per domain one discriminator (SN convs; encoder + CAM, a local 70-px head and a
+global 286-px head) and one AdaILN generator that decodes the *other* domain's code; LSGAN on local, global
+and CAM logits; cycle 10 and reconstruction 10 (L1), adversarial 1; Adam lr 1e-4, β (0.5, 0.999), weight
+decay 1e-4 on both optimisers; PyTorch default init; batch 1; 300k iterations with linear decay to 0 over
+the second half; update order D then G.
+
+Decoupled training: the encoder lives in the discriminator and only the discriminator optimiser updates
+it. The generator step uses codes from the (frozen) encoders and back-propagates through the
+discriminators to the generators only.
+
+Schedule in the harness: NICE-GAN counts *iterations*, not epochs (`schedule_unit = "iteration"`).
+`lr_lambda(it)` is a pure function of the 0-based global iteration and of `iterations`/`decay_start`, so
+the learning rate follows the paper whatever the dataset size. The run length is `iterations` (300k);
+`max_iterations()` tells the loop where to stop. `n_epochs` (+ `n_epochs_decay`) is only the epoch bound
+of the loop, where one epoch is one pass over max(|A|, |B|) images: 300 epochs cover 300k iterations for
+every NICE-GAN dataset with ≥ 1000 images per epoch (horse2zebra: 1334 it/epoch, so 225 epochs). To train by
+epochs instead, set `iterations` to epochs × images per epoch.
+
+Cost (`light=False`): each generator's first FC maps the flattened 64×64×256 code to 256 values
+(268,435,456 weights), so the model has 646,697,986 parameters (2.6 GB in fp32; with gradients and Adam's
+two moments ~10.4 GB before activations). On a GPU, plan for ≥ 16 GB (the official README says to use
+`--light True` when memory is short); the light model (109,958,146 parameters) fits in ~8 GB. CPU numbers
+measured on this project's machine are in the module's test report (see `nicegan_light` for the cheap one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from bench.errors import ConfigError, UsageError
+from methods.base import Method, set_requires_grad
+from methods.config import MethodConfig
+from methods.losses.gan import gan_loss
+from methods.nets.init import init_weights
+from methods.nets.nice import NICEDiscriminator, NICEGenerator, min_image_size
+from methods.schedules import iteration_linear_decay
+
+
+@dataclass(frozen=True)
+class NICEGANConfig(MethodConfig):
+    # data: official Resize(img_size + 30) -> RandomCrop(img_size) + flip, i.e. 286 -> 256
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    #: PyTorch default init (the official code calls no init function).
+    init_type: str = "none"
+    #: ngf = ndf = the official `--ch` (the encoder's code feeds the generator, so they must agree).
+    light: bool = False
+    n_res: int = 6
+    n_dis: int = 7
+    adv_weight: float = 1.0
+    cycle_weight: float = 10.0
+    recon_weight: float = 10.0
+    #: Official `--iteration`: the run length and the schedule's horizon.
+    iterations: int = 300_000
+    #: Official `--decay_flag`: linear decay to 0 from `decay_start` to `iterations`.
+    decay_flag: bool = True
+    #: None = iterations // 2 (the official halfway point).
+    decay_start: int | None = None
+    #: Epoch bound of the harness loop only (see the module docstring); the run stops at `iterations`.
+    n_epochs: int = 300
+    n_epochs_decay: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ngf != self.ndf:
+            raise ConfigError(f"NICE-GAN needs ngf == ndf (the official --ch), got ngf={self.ngf}, ndf={self.ndf}")
+        if self.crop_size % 4:
+            raise ConfigError(f"crop_size must be a multiple of 4 for NICE-GAN, got {self.crop_size}")
+        if self.n_dis < 6:
+            raise ConfigError(f"n_dis must be >= 6 (the local and global heads need it), got {self.n_dis}")
+        smallest = min_image_size(self.n_dis)
+        if self.crop_size < smallest:
+            raise ConfigError(f"crop_size {self.crop_size} is too small for n_dis={self.n_dis}: the global head "
+                              f"needs >= {smallest} px; raise crop_size or lower n_dis (>= 6)")
+        if self.n_res < 0:
+            raise ConfigError(f"n_res must be >= 0, got {self.n_res}")
+        if self.iterations < 1:
+            raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
+        if self.decay_start is not None and not 0 <= self.decay_start <= self.iterations:
+            raise ConfigError(f"decay_start must be in [0, iterations={self.iterations}], got {self.decay_start}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+    @property
+    def decay_from(self) -> int:
+        """First iteration (1-based, official `step`) whose lr is decayed: the end of the constant phase."""
+        if not self.decay_flag:
+            return self.iterations
+        return self.iterations // 2 if self.decay_start is None else self.decay_start
+
+
+@dataclass(frozen=True)
+class NICEGANLightConfig(NICEGANConfig):
+    light: bool = True
+
+
+# Same code path at toy size: 96 px is the smallest image whose global head (n_dis 7) still has a logit.
+# 64 iterations = the smoke schedule's 2 epochs of the 32-image toy set; decay over the second half as in the paper.
+_SMOKE = {"load_size": 104, "crop_size": 96, "ngf": 8, "ndf": 8, "n_res": 2, "iterations": 64}
+
+
+class NICEGAN(Method):
+    Config = NICEGANConfig
+    two_way = True
+    schedule_unit = "iteration"
+    citation = ("Chen et al., Reusing Discriminators for Encoding: Towards Unsupervised Image-to-Image "
+                "Translation, CVPR 2020")
+    official_code = "alpc91/NICE-GAN-pytorch@1b114f1"
+    licence = "MIT"
+    PRESETS = {"smoke": _SMOKE}
+
+    def __init__(self, cfg: NICEGANConfig, device="cpu") -> None:
+        super().__init__(cfg, device)
+        # Build directly on the target device: the full model is 2.6 GB, and on the meta device it is free
+        # (parameter counts without allocating).
+        with self.device:
+            def G():
+                return NICEGenerator(3, cfg.ngf, cfg.n_res, cfg.crop_size, cfg.light)
+
+            def D():
+                return NICEDiscriminator(3, cfg.ndf, cfg.n_dis)
+
+            self.nets = {"gen2B": G(), "gen2A": G(), "disA": D(), "disB": D()}
+        for net in self.nets.values():
+            init_weights(net, cfg.init_type, cfg.init_gain)
+
+    # ----------------------------------------------------------------- schedule
+    def lr_lambda(self, step: int) -> float:
+        """Multiplier at 0-based iteration `step`.
+
+        The official loop (1-based `step`) subtracts lr/(iteration//2) *before* each step past the
+        halfway point, so iteration `step` (0-based) trains with 1 - (step + 1 - h) / (T - h).
+        Follows NICE-GAN-pytorch@1b114f1:NICE.py (train, decay_flag); for odd T the official lr ends
+        slightly below 0, ours at 0.
+        """
+        c = self.cfg
+        return iteration_linear_decay(step + 1, c.iterations, c.decay_from)
+
+    def max_iterations(self) -> int:
+        """Where the run ends (official `--iteration`)."""
+        return self.cfg.iterations
+
+    def make_optimizers(self):
+        n, c = self.nets, self.cfg
+
+        def adam(params):
+            return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
+
+        # G_optim holds the generators only: the encoders (in disA/disB) are updated by D_optim alone.
+        return {"G": adam([*n["gen2B"].parameters(), *n["gen2A"].parameters()]),
+                "D": adam([*n["disA"].parameters(), *n["disB"].parameters()])}
+
+    # ----------------------------------------------------------------- training
+    def train_step(self, batch):
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        losses = self.step_D(real_A, real_B)
+        losses.update(self.step_G(real_A, real_B))
+        return losses
+
+    def step_D(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Discriminator (and encoder) update: LSGAN on local, global and CAM logits, summed."""
+        c, n = self.cfg, self.nets
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        real_LA, real_GA, real_A_cam, _, real_A_z = n["disA"](real_A)
+        real_LB, real_GB, real_B_cam, _, real_B_z = n["disB"](real_B)
+        # The fakes are detached in the official code; computing them without a graph gives the same values.
+        with torch.no_grad():
+            fake_A2B = n["gen2B"](real_A_z)
+            fake_B2A = n["gen2A"](real_B_z)
+        fake_LA, fake_GA, fake_A_cam, _, _ = n["disA"](fake_B2A)
+        fake_LB, fake_GB, fake_B_cam, _, _ = n["disB"](fake_A2B)
+
+        def d_loss(real, fake):
+            return gan_loss(real, True, "lsgan") + gan_loss(fake, False, "lsgan")
+
+        L = {"D_ad_loss_GA": d_loss(real_GA, fake_GA), "D_ad_loss_LA": d_loss(real_LA, fake_LA),
+             "D_ad_cam_loss_A": d_loss(real_A_cam, fake_A_cam),
+             "D_ad_loss_GB": d_loss(real_GB, fake_GB), "D_ad_loss_LB": d_loss(real_LB, fake_LB),
+             "D_ad_cam_loss_B": d_loss(real_B_cam, fake_B_cam)}
+        L["D_loss_A"] = c.adv_weight * (L["D_ad_loss_GA"] + L["D_ad_cam_loss_A"] + L["D_ad_loss_LA"])
+        L["D_loss_B"] = c.adv_weight * (L["D_ad_loss_GB"] + L["D_ad_cam_loss_B"] + L["D_ad_loss_LB"])
+        L["Discriminator_loss"] = L["D_loss_A"] + L["D_loss_B"]
+        L["Discriminator_loss"].backward()
+        self.optimizers["D"].step()
+        return {k: v.detach() for k, v in L.items()}
+
+    def step_G(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Generator update: adversarial + cycle + reconstruction; encoders and heads stay fixed."""
+        c, n = self.cfg, self.nets
+        disA, disB = n["disA"], n["disB"]
+        # Frozen rather than merely left out of G_optim: same update as the official code, which lets the
+        # gradients reach D and discards them at the next D step, without computing them.
+        set_requires_grad([disA, disB], False)
+        try:
+            self.optimizers["G"].zero_grad(set_to_none=True)
+            # Full discriminator passes (not only the encoder) so spectral-norm power iterations advance as
+            # in the official code.
+            real_A_z = disA(real_A)[4]
+            real_B_z = disB(real_B)[4]
+            fake_A2B = n["gen2B"](real_A_z)
+            fake_B2A = n["gen2A"](real_B_z)
+            fake_LA, fake_GA, fake_A_cam, _, fake_A_z = disA(fake_B2A)
+            fake_LB, fake_GB, fake_B_cam, _, fake_B_z = disB(fake_A2B)
+            fake_B2A2B = n["gen2B"](fake_A_z)
+            fake_A2B2A = n["gen2A"](fake_B_z)
+            fake_A2A = n["gen2A"](real_A_z)
+            fake_B2B = n["gen2B"](real_B_z)
+
+            L = {"G_ad_loss_GA": gan_loss(fake_GA, True, "lsgan"), "G_ad_loss_LA": gan_loss(fake_LA, True, "lsgan"),
+                 "G_ad_cam_loss_A": gan_loss(fake_A_cam, True, "lsgan"),
+                 "G_ad_loss_GB": gan_loss(fake_GB, True, "lsgan"), "G_ad_loss_LB": gan_loss(fake_LB, True, "lsgan"),
+                 "G_ad_cam_loss_B": gan_loss(fake_B_cam, True, "lsgan"),
+                 "G_cycle_loss_A": F.l1_loss(fake_A2B2A, real_A), "G_cycle_loss_B": F.l1_loss(fake_B2A2B, real_B),
+                 "G_recon_loss_A": F.l1_loss(fake_A2A, real_A), "G_recon_loss_B": F.l1_loss(fake_B2B, real_B)}
+            L["G_loss_A"] = (c.adv_weight * (L["G_ad_loss_GA"] + L["G_ad_cam_loss_A"] + L["G_ad_loss_LA"])
+                             + c.cycle_weight * L["G_cycle_loss_A"] + c.recon_weight * L["G_recon_loss_A"])
+            L["G_loss_B"] = (c.adv_weight * (L["G_ad_loss_GB"] + L["G_ad_cam_loss_B"] + L["G_ad_loss_LB"])
+                             + c.cycle_weight * L["G_cycle_loss_B"] + c.recon_weight * L["G_recon_loss_B"])
+            L["Generator_loss"] = L["G_loss_A"] + L["G_loss_B"]
+            L["Generator_loss"].backward()
+            self.optimizers["G"].step()
+        finally:
+            set_requires_grad([disA, disB], True)
+        return {k: v.detach() for k, v in L.items()}
+
+    # ----------------------------------------------------------------- inference
+    @torch.no_grad()
+    def translate(self, x, z=None, direction="AtoB"):
+        """A->B: gen2B(encoder of disA(x)); B->A: gen2A(encoder of disB(x))."""
+        if direction not in ("AtoB", "BtoA"):
+            raise UsageError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        size = self.cfg.crop_size
+        if not self.cfg.light and tuple(x.shape[-2:]) != (size, size):
+            raise UsageError(f"full NICE-GAN translates only {size}×{size} images (its FC layer is sized for "
+                             f"crop_size); got {tuple(x.shape[-2:])}: resize the test images to {size}")
+        enc, gen = ("disA", "gen2B") if direction == "AtoB" else ("disB", "gen2A")
+        code = self.nets[enc].encode(x.to(self.device))[0]
+        return self.nets[gen](code)
+
+    def generator_keys(self) -> list[str]:
+        # The encoders are part of the discriminators, so translating needs all four nets.
+        return ["gen2B", "gen2A", "disA", "disB"]
+
+
+class NICEGANLight(NICEGAN):
+    """NICE-GAN with the light generator: γ, β from the globally pooled code (8.1 M instead of 276 M)."""
+
+    Config = NICEGANLightConfig
