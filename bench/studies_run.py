@@ -1,0 +1,670 @@
+"""Running a study: create or join it, run trials in one or many worker processes, log them to MLflow.
+
+Protocol (safe with any number of workers on the journal file or an RDB):
+1. `open_study`: creating the study is the mutex: the one process that creates it enqueues the trials
+   (the whole grid, or the spec's `enqueue` list), opens the study's MLflow parent run, then marks the study
+   ready; every other process waits for that mark.
+2. `work`: a worker fails trials whose worker died (and re-queues them), then pops a WAITING trial
+   atomically (Optuna's queue: a trial moves WAITING -> RUNNING in exactly one process). Grid studies
+   never create trials outside the queue, so no grid point is lost or run twice; tpe/random studies ask the
+   sampler for a new trial while the budget lasts.
+3. A trial runs its seeds through `bench.runner.run_one` (runs nested under the trial's MLflow run, which is
+   nested under the study's), reports the eval-time metric every evaluation for the pruner, and returns the
+   mean over seeds. A heartbeat thread marks it alive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from bench.errors import BenchError, ConfigError, UsageError
+from bench.studies import StudySpec, TEST_METHODS
+from bench.studies_report import SEED_METRICS_ATTR
+from bench.studies_storage import OWNER_ATTR, StudyStorage, default_storage, open_storage, owner_record
+
+log = logging.getLogger(__name__)
+
+SPEC_ATTR = "bench:spec"
+READY_ATTR = "bench:ready"
+PARENT_ATTR = "bench:mlflow_parent_run_id"
+TRIAL_RUN_ATTR = "mlflow_run_id"
+READY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how trials run (not part of the study's identity)."""
+
+    out: str = "runs"
+    tracking_uri: str | None = None
+    device: str | None = None
+    data_root: str | None = None
+    inception_weights: str | None = None
+    #: Where tables and figures go: <results_dir>/<study name>/.
+    results_dir: str = "results/studies"
+    #: Log the study and its trials to MLflow (off: Optuna storage only; training runs still track themselves).
+    tracking: bool = True
+
+
+# ------------------------------------------------------------------------------------------ study
+def make_sampler(spec: StudySpec):
+    """The spec's sampler, seeded. Grid studies run enqueued points only, so their sampler is never asked."""
+    import optuna
+
+    s = spec.sampler
+    if s.kind == "tpe":
+        kwargs: dict[str, Any] = {"seed": s.seed, "multivariate": s.multivariate, "group": s.multivariate,
+                                  "constant_liar": True}
+        if s.n_startup_trials is not None:
+            kwargs["n_startup_trials"] = s.n_startup_trials
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(**kwargs)
+    return optuna.samplers.RandomSampler(seed=s.seed)
+
+
+def make_pruner(spec: StudySpec):
+    """The spec's pruner (Nop when none), wrapped in PatientPruner when `patience` is set."""
+    import optuna
+
+    p = spec.pruner
+    if p.kind == "median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
+                                             interval_steps=p.interval_steps)
+    elif p.kind == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=p.max_resource,
+                                                reduction_factor=p.reduction_factor)
+    else:
+        return optuna.pruners.NopPruner()
+    if p.patience is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            pruner = optuna.pruners.PatientPruner(pruner, patience=p.patience)
+    return pruner
+
+
+def storage_url(spec: StudySpec) -> str:
+    return spec.storage or default_storage(spec.name)
+
+
+def open_handle(spec: StudySpec, *, create: bool = True) -> StudyStorage:
+    return open_storage(storage_url(spec), heartbeat_interval=spec.heartbeat_interval,
+                        grace_period=spec.grace_period, max_retry=spec.max_retry, create_dirs=create)
+
+
+def load_existing(spec: StudySpec, handle: StudyStorage):
+    """The study of `spec` in `handle` (UsageError telling how to create it when absent)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=spec.study_name, storage=handle.storage,
+                                  sampler=make_sampler(spec), pruner=make_pruner(spec))
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(handle.storage, include_best_trial=False)]
+        raise UsageError(f"no study {spec.study_name!r} in {handle.display} (it has: {', '.join(names) or 'none'}); "
+                         f"start it with `bench study run {spec.path or spec.name}` and the same "
+                         "--preset/--dataset/--storage") from None
+    check_spec(study, spec)
+    return study
+
+
+def check_spec(study, spec: StudySpec) -> None:
+    """The stored spec must match: resuming a study under other settings would mix two experiments."""
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        return
+    current = spec.fingerprint()
+    if stored != current:
+        diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+        raise ConfigError(f"study {spec.study_name!r} in {storage_url(spec)} was created with other settings "
+                          f"(differs in: {', '.join(diff)}); undo the change, or use another --storage, or rename "
+                          f"the spec's `name`")
+
+
+def open_study(spec: StudySpec, handle: StudyStorage, opts: RunOptions, *, coordinator: bool = False):
+    """Create the study (and set it up) or join it once it is ready. Returns the Optuna study."""
+    import optuna
+
+    directions = list(spec.objective.directions)
+    created = False
+    try:
+        study = optuna.create_study(storage=handle.storage, study_name=spec.study_name, directions=directions,
+                                    sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=False)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.study_name, storage=handle.storage, sampler=make_sampler(spec),
+                                  pruner=make_pruner(spec))
+    if created:
+        log.info("created study %s in %s", spec.study_name, handle.display)
+        _setup(study, spec, opts)
+    else:
+        _wait_ready(study, spec, opts)
+        check_spec(study, spec)
+        if [d.name.lower() for d in study.directions] != directions:
+            raise ConfigError(f"study {spec.study_name!r} optimises {[d.name for d in study.directions]}, the spec "
+                              f"says {directions}")
+        if coordinator:
+            requeue_failed_grid_points(study, spec)
+            _reopen_parent(study, opts)
+    return study
+
+
+def _setup(study, spec: StudySpec, opts: RunOptions) -> None:
+    validate_points(spec, opts)
+    study.set_user_attr(SPEC_ATTR, spec.fingerprint())
+    study.set_user_attr("bench:spec_path", spec.path)
+    study.set_user_attr("bench:paper", spec.paper)
+    points = spec.grid_points() if spec.is_grid else [dict(p) for p in spec.enqueue]
+    for params in points:
+        study.enqueue_trial(params, skip_if_exists=True)
+    study.set_user_attr(PARENT_ATTR, _start_parent_run(spec, opts))
+    study.set_user_attr(READY_ATTR, True)
+
+
+def _wait_ready(study, spec: StudySpec, opts: RunOptions) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not study.user_attrs.get(READY_ATTR):
+        if time.monotonic() > deadline:
+            # The creator died during set-up: finish it here (enqueueing skips points already queued).
+            log.warning("study %s was never marked ready; completing its set-up", spec.study_name)
+            _setup(study, spec, opts)
+            return
+        time.sleep(0.5)
+
+
+def requeue_failed_grid_points(study, spec: StudySpec) -> int:
+    """Re-queue grid points whose only trials failed (e.g. after fixing a crash); returns how many."""
+    from optuna.trial import TrialState
+
+    if not spec.is_grid:
+        return 0
+    alive = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    covered, failed = set(), {}
+    for t in study.get_trials(deepcopy=False):
+        params = dict(t.system_attrs.get("fixed_params", {}))
+        params.update(t.params)
+        key = json.dumps(params, sort_keys=True, default=str)
+        if t.state in alive:
+            covered.add(key)
+        else:
+            failed[key] = params
+    count = 0
+    for key, params in failed.items():
+        if key not in covered:
+            study.enqueue_trial(params)
+            count += 1
+    if count:
+        log.info("re-queued %d failed grid point(s) of %s", count, spec.study_name)
+    return count
+
+
+def validate_points(spec: StudySpec, opts: RunOptions) -> None:
+    """Resolve every grid point (or the fixed overrides) into a run config now, so typos fail before training."""
+    if spec.method in TEST_METHODS:
+        return
+    from bench.runner import build_run_config, method_fits
+
+    points = spec.grid_points() if spec.is_grid else [dict(p) for p in spec.enqueue] or [{}]
+    for params in points:
+        method, dataset, overrides = spec.resolve(params)
+        if method in TEST_METHODS:
+            continue
+        try:
+            build_run_config(method, dataset, spec.seeds[0], spec.preset, overrides, data_root=opts.data_root,
+                             out=opts.out, device=opts.device)
+            reason = method_fits(method, dataset)
+            if reason:
+                raise ConfigError(reason)
+        except BenchError as exc:
+            raise ConfigError(f"{spec.path}: trial {params or '(fixed overrides)'} -> {method} on {dataset}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------ MLflow
+def _start_parent_run(spec: StudySpec, opts: RunOptions) -> str | None:
+    from bench.tracking import Tracker
+
+    if not opts.tracking:
+        return None
+
+    tags = {"bench.study": spec.study_name, "bench.kind": "study", "bench.preset": spec.preset,
+            "bench.dataset": "+".join(spec.datasets), "bench.spec_path": spec.path}
+    params = {"study.sampler": spec.sampler.kind, "study.sampler_seed": spec.sampler.seed,
+              "study.pruner": spec.pruner.kind, "study.seeds": ",".join(map(str, spec.seeds)),
+              "study.objective": ",".join(f"{m}:{d}" for m, d in zip(spec.objective.metrics, spec.objective.directions)),
+              "study.select": spec.objective.select, "study.method": spec.method, "study.preset": spec.preset,
+              "study.fixed_overrides": json.dumps(spec.fixed_overrides(), sort_keys=True, default=str),
+              "study.search_space": json.dumps([dataclasses.asdict(p) for p in spec.search_space], default=str)}
+    tracker = Tracker.start(tracking_uri=opts.tracking_uri, experiment=spec.datasets[0],
+                            run_name=f"study/{spec.study_name}", tags=tags, params=params)
+    return tracker.run_id
+
+
+def _client(opts: RunOptions):
+    from bench.tracking import make_client
+
+    return make_client(opts.tracking_uri)
+
+
+def _reopen_parent(study, opts: RunOptions) -> None:
+    run_id = study.user_attrs.get(PARENT_ATTR)
+    if run_id and opts.tracking:
+        client = _client(opts)
+        if client.get_run(run_id).info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "bench.status", "running")
+
+
+def close_stale_trial_run(opts: RunOptions) -> Callable[[Any, Any], None]:
+    """A hook for stale trials: end their MLflow trial run (and its seed runs) as FAILED."""
+
+    def hook(study, trial) -> None:
+        run_id = trial.user_attrs.get(TRIAL_RUN_ATTR)
+        if not run_id or not opts.tracking:
+            return
+        client = _client(opts)
+        children = client.search_runs([client.get_run(run_id).info.experiment_id],
+                                      filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+        for run in [*children, client.get_run(run_id)]:
+            if run.info.status == "RUNNING":
+                client.set_tag(run.info.run_id, "bench.status", "failed")
+                client.set_tag(run.info.run_id, "bench.error", "worker died (heartbeat stale); trial re-queued")
+                client.set_terminated(run.info.run_id, status="FAILED")
+
+    return hook
+
+
+# ------------------------------------------------------------------------------------------ one trial
+def run_trial(trial, spec: StudySpec, opts: RunOptions, parent_run_id: str | None) -> list[float]:
+    """Run every seed of one trial and return the objective value(s): the mean over seeds."""
+    import optuna
+    from bench.tracking import Tracker
+
+    params = spec.suggest(trial)
+    method, dataset, overrides = spec.resolve(params)
+    system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    # A retried trial reuses the original trial's run folders, so its runs resume from their checkpoints.
+    origin = system_attrs.get("failed_trial", trial.number)
+    trial.set_user_attr("bench:method", method)
+    trial.set_user_attr("bench:dataset", dataset)
+    if origin != trial.number:
+        trial.set_user_attr("bench:retry_of", origin)
+    tags = {"bench.study": spec.study_name, "bench.trial": trial.number, "bench.kind": "trial",
+            "bench.method": method, "bench.dataset": dataset, "bench.preset": spec.preset,
+            "bench.swept": json.dumps(params, sort_keys=True, default=str)}
+    if opts.tracking:
+        tracker = Tracker.start(tracking_uri=opts.tracking_uri, experiment=dataset,
+                                run_name=f"{spec.name}/trial{trial.number}", tags=tags,
+                                params={**{f"param.{k}": v for k, v in params.items()}, "method": method,
+                                        "seeds": ",".join(map(str, spec.seeds))},
+                                parent_run_id=parent_run_id)
+        trial.set_user_attr(TRIAL_RUN_ATTR, tracker.run_id)
+    else:
+        tracker = Tracker.disabled()
+    seed_metrics: dict[str, Any] = dict(trial.user_attrs.get(SEED_METRICS_ATTR) or {}) if origin != trial.number else {}
+    report = not spec.multi_objective
+    metric = spec.objective.metric
+    try:
+        for index, seed in enumerate(spec.seeds):
+            if str(seed) in seed_metrics:
+                continue  # finished before the retry
+            offset = index * _steps_per_seed(spec, method, overrides)
+
+            def on_eval(epoch: int, scores: Mapping[str, float], _offset=offset, _seed=seed) -> None:
+                value = scores.get(metric)
+                if value is None or not report:
+                    return
+                step = _offset + epoch
+                trial.report(float(value), step)
+                if tracker.enabled:
+                    tracker.log_metrics({f"intermediate/{metric}": float(value)}, step=step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"{metric}={value:.4g} at seed {_seed} epoch {epoch} (step {step})")
+
+            result = run_seed(spec, opts, method, dataset, seed, overrides, params, trial.number, origin,
+                              tracker.run_id, on_eval)
+            seed_metrics[str(seed)] = result
+            trial.set_user_attr(SEED_METRICS_ATTR, seed_metrics)
+        values = objective_values(spec, seed_metrics)
+        finals: dict[str, float] = {}
+        for m in sorted({k for r in seed_metrics.values() for k in (r.get(spec.objective.select) or {})} - {"epoch"}):
+            vals = [r[spec.objective.select][m] for r in seed_metrics.values()
+                    if isinstance((r.get(spec.objective.select) or {}).get(m), (int, float))]
+            if vals:
+                finals[f"objective/{m}"] = sum(vals) / len(vals)
+                if len(vals) > 1:
+                    mean = finals[f"objective/{m}"]
+                    finals[f"objective/{m}_std"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+        if tracker.enabled:
+            tracker.log_metrics(finals)
+        tracker.set_tags({"bench.value": json.dumps(values)})
+        tracker.finish("FINISHED")
+        return values
+    except optuna.TrialPruned as exc:
+        tracker.finish("KILLED", error=f"pruned: {exc}", bench_status="pruned")
+        raise
+    except KeyboardInterrupt:
+        tracker.finish("KILLED", error="interrupted")
+        raise
+    except BaseException as exc:
+        tracker.finish("FAILED", error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _steps_per_seed(spec: StudySpec, method: str, overrides: Mapping[str, Any]) -> int:
+    """Epochs of one seed's run: seeds report on consecutive step ranges, so the pruner compares like with like."""
+    if method in TEST_METHODS:
+        return int(overrides.get("epochs", 3))
+    import methods
+
+    cls = methods.get(method)
+    method_over = {k.partition(".")[2] if k.startswith("method.") else k: v for k, v in overrides.items()
+                   if "." not in k or k.startswith("method.")}
+    return cls.make_config(spec.preset, method_over).total_epochs
+
+
+def objective_values(spec: StudySpec, seed_metrics: Mapping[str, Any]) -> list[float]:
+    """Mean over seeds of each objective metric (BenchError naming the metric when a seed lacks it)."""
+    values = []
+    for m in spec.objective.metrics:
+        vals = []
+        for seed, result in seed_metrics.items():
+            v = (result.get(spec.objective.select) or {}).get(m)
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                raise BenchError(f"metric {m!r} ({spec.objective.select}) is unavailable for seed {seed}: the run "
+                                 "scored " + ", ".join(sorted(k for k in (result.get(spec.objective.select) or {})
+                                                              if k != "epoch")) +
+                                 "; check the objective metric and that its weights are set (e.g. "
+                                 "--inception-weights / $BENCH_INCEPTION_WEIGHTS for fid)")
+            vals.append(float(v))
+        values.append(sum(vals) / len(vals))
+    return values
+
+
+def run_seed(spec: StudySpec, opts: RunOptions, method: str, dataset: str, seed: int, overrides: Mapping[str, Any],
+             params: Mapping[str, Any], number: int, origin: int, trial_run_id: str | None,
+             on_eval: Callable[[int, Mapping[str, float]], None]) -> dict[str, Any]:
+    """Train and score one seed of a trial; returns {"last": {...}, "best": {...}, "run_dir": ...}."""
+    if method in TEST_METHODS:
+        return _quadratic(seed, overrides, number, on_eval)
+    from bench.runner import build_run_config, run_one
+
+    cfg = build_run_config(method, dataset, seed, spec.preset, overrides, data_root=opts.data_root, out=opts.out,
+                           device=opts.device, tracking_uri=opts.tracking_uri, study=spec.study_name, trial=number,
+                           run_name_suffix=f"{spec.name}.{spec.preset}.trial{origin}",
+                           inception_weights=opts.inception_weights)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))
+    resume = (cfg.run_dir / "config.json").is_file()
+    if resume:
+        log.info("trial %d seed %d: resuming %s", number, seed, cfg.run_dir)
+    res = run_one(cfg, resume=resume, parent_run_id=trial_run_id, on_eval=on_eval, swept=dict(params))
+    if res.status != "finished":
+        raise BenchError(f"trial {number} seed {seed}: run {res.run_dir} {res.status}: {res.error}")
+    return {**res.metrics, "run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id}
+
+
+def _quadratic(seed: int, overrides: Mapping[str, Any], number: int,
+               on_eval: Callable[[int, Mapping[str, float]], None]) -> dict[str, Any]:
+    """Test-only objective: a smooth function of the numeric parameters, with eval reports, no training.
+
+    Options: `epochs` (reports), `sleep` (seconds per epoch), `fail` (raise), `marker_dir` (one file per
+    execution, so tests can count how often each point ran), `wait_for_workers` (block until that many
+    processes have written markers: proves the workers really ran concurrently).
+    """
+    ignore = {"epochs", "sleep", "fail", "marker_dir", "wait_for_workers", "train.select_metric"}
+    value = 0.0
+    for key, v in sorted(overrides.items()):
+        if key in ignore or "." in key:
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            value += (float(v) - 1.0) ** 2
+        else:
+            value += len(str(v)) / 10.0
+    value += 0.01 * seed
+    if overrides.get("marker_dir"):
+        marker = Path(str(overrides["marker_dir"])) / f"{os.getpid()}-{number}-{seed}-{time.time_ns()}.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"trial": number, "seed": seed, "pid": os.getpid(),
+                                      "params": {k: v for k, v in overrides.items() if k not in ignore}},
+                                     default=str))
+        need, deadline = int(overrides.get("wait_for_workers", 0)), time.monotonic() + 120
+        while len({p.name.split("-")[0] for p in marker.parent.glob("*.json")}) < need:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"_quadratic: fewer than {need} workers showed up within 120 s")
+            time.sleep(0.2)
+    epochs = int(overrides.get("epochs", 3))
+    for epoch in range(1, epochs + 1):
+        time.sleep(float(overrides.get("sleep", 0.0)))
+        on_eval(epoch, {"fid": value * (1.0 + 1.0 / epoch)})
+    if str(overrides.get("fail", "")).lower() in ("1", "true", "yes"):
+        raise RuntimeError("_quadratic asked to fail")
+    scores = {"fid": value, "kid": value / 10.0}
+    return {"last": {**scores, "epoch": epochs}, "best": {**scores, "epoch": epochs}}
+
+
+# ------------------------------------------------------------------------------------------ workers
+class _Heartbeat:
+    """Beats for one trial from a daemon thread until stopped."""
+
+    def __init__(self, handle: StudyStorage, trial_id: int) -> None:
+        self.handle, self.trial_id = handle, trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"heartbeat-{trial_id}")
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.handle.beat(self.trial_id)
+            except Exception as exc:  # a missed beat must not kill the trial
+                log.warning("heartbeat of trial id %d failed: %s", self.trial_id, exc)
+            if self.stop.wait(self.handle.heartbeat_interval):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def budget_left(study, spec: StudySpec) -> int:
+    """Trials still to start: the budget minus trials finished (complete/pruned) or running."""
+    from optuna.trial import TrialState
+
+    used = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
+    return spec.total_trials() - used
+
+
+def _next_trial(study, spec: StudySpec):
+    """Pop a queued trial (atomic across processes), else a new one from the sampler (not for grids)."""
+    import optuna
+
+    # Optuna's own queue pop (what Study.ask uses): only one process moves a WAITING trial to RUNNING.
+    trial_id = study._pop_waiting_trial_id()
+    if trial_id is not None:
+        return optuna.Trial(study, trial_id)
+    if spec.is_grid:
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
+
+
+def work(spec: StudySpec, opts: RunOptions, handle: StudyStorage | None = None, study=None,
+         max_trials: int | None = None) -> dict[str, int]:
+    """A worker: run trials of the study until its budget or queue is exhausted. Returns state counts."""
+    import optuna
+    from optuna.trial import TrialState
+
+    handle = handle or open_handle(spec)
+    handle.on_stale.hook = close_stale_trial_run(opts)
+    study = study or open_study(spec, handle, opts)
+    parent_run_id = study.user_attrs.get(PARENT_ATTR)
+    counts = {"complete": 0, "pruned": 0, "fail": 0}
+    while max_trials is None or sum(counts.values()) < max_trials:
+        handle.fail_stale(study)
+        if budget_left(study, spec) <= 0:
+            break
+        trial = _next_trial(study, spec)
+        if trial is None:
+            break
+        trial.set_user_attr(OWNER_ATTR, owner_record(trial.number))
+        log.info("study %s: trial %d %s", spec.study_name, trial.number,
+                 json.dumps(trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {}),
+                            default=str))
+        state, values = TrialState.FAIL, None
+        with _Heartbeat(handle, trial._trial_id):
+            try:
+                values = run_trial(trial, spec, opts, parent_run_id)
+                state = TrialState.COMPLETE
+            except optuna.TrialPruned as exc:
+                state = TrialState.PRUNED
+                log.info("trial %d pruned: %s", trial.number, exc)
+            except KeyboardInterrupt:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            except BenchError as exc:
+                log.error("trial %d failed: %s", trial.number, exc)
+            except Exception:
+                log.exception("trial %d crashed", trial.number)
+        frozen = study.tell(trial, values if state == TrialState.COMPLETE else None,
+                            state=None if state == TrialState.COMPLETE else state, skip_if_finished=True)
+        if frozen.state != state:
+            # Another worker judged this trial dead (heartbeats blocked for longer than the grace period) and
+            # re-queued it; the retry runs it again and this result is dropped.
+            log.warning("trial %d was marked %s by another worker meanwhile; its result is dropped",
+                        trial.number, frozen.state.name)
+        counts[frozen.state.name.lower() if frozen.state.name.lower() in counts else "fail"] += 1
+        if frozen.state == TrialState.COMPLETE:
+            log.info("trial %d finished: %s", trial.number, frozen.values)
+    return counts
+
+
+def worker_entry(spec: StudySpec, opts: RunOptions, index: int = 0) -> dict[str, int]:
+    """Entry point of a worker launched elsewhere (subprocess, submitit job): open, then work."""
+    log.info("worker %d (pid %d) joining %s", index, os.getpid(), spec.study_name)
+    return work(spec, opts)
+
+
+def _die_with_parent() -> None:
+    """In a worker subprocess: get SIGKILL when the launching process dies (Linux), so a killed study stops."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_workers(argv: list[str], n: int) -> int:
+    """Launch `n` worker subprocesses (`python -m bench.cli_study worker ...`) and wait; returns the worst code."""
+    procs = []
+    for i in range(n):
+        env = {**os.environ, "BENCH_STUDY_WORKER": str(i)}
+        cmd = [sys.executable, "-m", "bench.cli_study", *argv]
+        procs.append(subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if os.name == "posix" else None))
+    log.info("started %d workers: %s", n, " ".join(str(p.pid) for p in procs))
+    codes = []
+    try:
+        for p in procs:
+            codes.append(p.wait())
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    bad = [c for c in codes if c != 0]
+    if bad:
+        log.error("%d of %d workers exited with errors (codes %s)", len(bad), n, codes)
+    return max(codes, key=abs) if bad else 0
+
+
+def submit(spec: StudySpec, opts: RunOptions, *, n_workers: int, folder: str, cluster: str | None = None,
+           parameters: Mapping[str, Any] | None = None, wait: bool = False) -> list[Any]:
+    """Launch `n_workers` workers as a submitit job array (Slurm, or local for tests). Returns the jobs."""
+    try:
+        import submitit
+    except ImportError as exc:
+        raise UsageError("bench study submit needs submitit: pip install 'bench[slurm]'") from exc
+    handle = open_handle(spec)
+    if handle.kind == "journal":
+        log.warning("journal storage %s: every node must see the same file (shared filesystem); for many "
+                    "nodes prefer --storage postgresql://...", handle.display)
+    open_study(spec, handle, opts, coordinator=True)  # create once before fanning out
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor.update_parameters(name=f"bench-{spec.name}", **dict(parameters or {}))
+    jobs = executor.map_array(worker_entry, [spec] * n_workers, [opts] * n_workers, list(range(n_workers)))
+    log.info("submitted %d workers: %s", n_workers, ", ".join(j.job_id for j in jobs))
+    if wait:
+        for j in jobs:
+            j.result()
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------ finishing
+def study_state(study, spec: StudySpec) -> dict[str, Any]:
+    """Counts by state, budget, completeness and the best trial(s)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    complete = counts["complete"] + counts["pruned"] >= spec.total_trials() and not counts["running"]
+    if spec.is_grid:
+        complete = not counts["waiting"] and not counts["running"] and counts["complete"] + counts["pruned"] > 0
+    best = []
+    if counts["complete"]:
+        best = [{"number": t.number, "values": t.values, "params": t.params} for t in study.best_trials]
+    return {"counts": counts, "budget": spec.total_trials(), "complete": complete, "best": best}
+
+
+def finalize(study, spec: StudySpec, opts: RunOptions) -> Path:
+    """Write the table and figures to <results_dir>/<study>/ and attach them and the best params to the parent run."""
+    from bench.studies_report import render, save_plots, study_table
+
+    out_dir = Path(opts.results_dir) / spec.study_name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = study_table(study, spec)
+    title = f"{spec.paper or spec.name} — {spec.study_name}"
+    if not table.empty:
+        for fmt, ext in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+            (out_dir / f"table.{ext}").write_text(render(table, fmt, title=title))
+    plots = save_plots(study, spec, out_dir)
+    state = study_state(study, spec)
+    (out_dir / "summary.json").write_text(json.dumps(state, indent=2, default=str))
+    run_id = study.user_attrs.get(PARENT_ATTR)
+    if run_id and opts.tracking:
+        client = _client(opts)
+        for path in sorted(out_dir.iterdir()):
+            if path.is_file():
+                client.log_artifact(run_id, str(path), "study")
+        tags = {"bench.status": "complete" if state["complete"] else "incomplete",
+                "bench.trials": json.dumps(state["counts"])}
+        if state["best"] and not spec.multi_objective:
+            best = state["best"][0]
+            tags.update({f"best.{k}": str(v) for k, v in best["params"].items()})
+            tags["best.trial"] = str(best["number"])
+            client.log_metric(run_id, f"best/{spec.objective.metric}", float(best["values"][0]))
+        for k, v in tags.items():
+            client.set_tag(run_id, k, v)
+        if state["complete"]:
+            client.set_terminated(run_id, status="FINISHED")
+    log.info("study %s: table and plots in %s (%s)", spec.study_name, out_dir,
+             ", ".join(f"{k}: {'ok' if isinstance(v, Path) else v}" for k, v in plots.items()))
+    return out_dir
