@@ -147,23 +147,19 @@ def _print_summary(results, skipped) -> None:
 
 # ------------------------------------------------------------------------------------------ methods
 def cmd_methods(args) -> int:
+    """One block per method: name, kind, official code and licence, then the paper."""
     import methods as registry
-    from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title="registered methods")
-    for col in ("name", "kind", "official code", "licence", "paper"):
-        table.add_column(col)
     for name in registry.names():
         try:
             cls = registry.get(name)
         except ImportError as exc:
-            table.add_row(name, f"unavailable: {exc}", "", "", "")
+            print(f"{name:22s} unavailable: {exc}")
             continue
         kind = ", ".join(k for k, on in (("paired", cls.paired), ("multimodal", cls.multimodal),
                                          ("two-way", cls.two_way)) if on) or "unpaired"
-        table.add_row(name, kind, cls.official_code, cls.licence, cls.citation)
-    Console().print(table)
+        print(f"{name:22s} {kind:20s} {cls.official_code}  [{cls.licence}]")
+        print(f"{'':22s} {cls.citation}")
     return 0
 
 
