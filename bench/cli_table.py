@@ -91,6 +91,7 @@ def cmd_plot(args) -> int:
     """Draw the requested figures; returns 0 when at least one file was written."""
     from bench.plots import make_figures
 
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table it prunes
     kinds = tuple(args.kind)
     if "sweep" in kinds and not args.study and args.kind != ("curves", "sweep", "grid"):
         from bench.errors import UsageError

@@ -103,6 +103,8 @@ def curves_frame(runs, client, metric: str):
 
 def plot_curves(frame, metric: str, dataset: str, direction: str):
     """One dataset: mean over seeds of `eval/<metric>` per epoch per method, with a ±std band."""
+    from matplotlib.ticker import MaxNLocator
+
     with paper_style() as plt:
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
         sub = frame[(frame["dataset"] == dataset) & (frame["direction"] == direction)]
@@ -116,6 +118,7 @@ def plot_curves(frame, metric: str, dataset: str, direction: str):
                 std = stats["std"].fillna(0.0)
                 ax.fill_between(stats["epoch"], stats["mean"] - std, stats["mean"] + std, color=line.get_color(),
                                 alpha=0.2, linewidth=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(_axis_label(metric))
         ax.set_title(f"{dataset_label(dataset, direction)}: held-out {METRIC_LABELS.get(metric, metric)} during "
@@ -248,8 +251,9 @@ def qualitative_grid(images: Mapping[str, Mapping[str, Path]], inputs: Mapping[s
     from PIL import Image
 
     columns = ["Input", *images]
-    width = COLUMN_WIDTH_IN if len(columns) <= 5 else PAGE_WIDTH_IN
-    cell = width / len(columns)
+    # Images at most ~0.9 in: a two-column grid should not become a page-tall figure.
+    cell = min((COLUMN_WIDTH_IN if len(columns) <= 5 else PAGE_WIDTH_IN) / len(columns), 0.9)
+    width = cell * len(columns)
     # Room above the first row for the (wrapped, up to 2-line) column titles and the figure title.
     head = 0.32 + (0.14 if title else 0.0)
     height = cell * len(stems) + head
