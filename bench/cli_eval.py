@@ -30,7 +30,7 @@ SEG_ALIASES = {"seg": ("miou", "pixel_acc", "class_acc")}
 
 def register(subparsers) -> None:
     """Add the `eval` subcommand to the main `bench` parser."""
-    p = subparsers.add_parser("eval", help="score two image folders (FID, KID, SWD, paired, segmentation) or re-score a run",
+    p = subparsers.add_parser("eval", help="score two image folders (FID, KID, SWD, paired, segmentation) or a run",
                               description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog=__doc__.split("\n\n", 1)[1])
     add_arguments(p)
@@ -190,7 +190,8 @@ def cmd_eval(args) -> int:
                     seg_resolution=_parse_resolution(args.seg_resolution),
                     protocol=pick(args.protocol, "protocol", "legacy_pytorch"), device=args.device,
                     batch_size=pick(args.batch_size, "batch_size", 50), num_workers=args.num_workers,
-                    seed=pick(args.seed, "seed", 0), inception_weights=pick(args.inception_weights, "inception_weights", None),
+                    seed=pick(args.seed, "seed", 0),
+                    inception_weights=pick(args.inception_weights, "inception_weights", None),
                     cache_dir=args.cache_dir, cache=False if args.no_cache else None, context=context,
                     kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                     allow_mixed_sizes=args.allow_mixed_sizes, convert_rgb=args.convert_rgb)

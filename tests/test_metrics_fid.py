@@ -140,7 +140,8 @@ def test_features_are_cached_and_reused_across_calls_and_seeds(fixtures_dir, inc
     a, b = _h2z(fixtures_dir)
     calls = []
     real_extract = feat.extract_features
-    monkeypatch.setattr(feat, "extract_features", lambda *args, **kw: calls.append(args[1].label) or real_extract(*args, **kw))
+    monkeypatch.setattr(feat, "extract_features",
+                        lambda *args, **kw: calls.append(args[1].label) or real_extract(*args, **kw))
     first = evaluate(a, b, ("fid", "kid"), inception_weights=inception_weights, seed=0)
     assert calls == ["real", "fake"]
     files = sorted((tmp_path / "cache" / "features").glob("*.pt"))

@@ -130,6 +130,8 @@ def test_bad_tensors_lists_and_names(tmp_path):
         evaluate(good, [good / "0.png", tmp_path / "x.txt"], ("swd",))
     with pytest.raises(UsageError, match="did you mean 'fid'"):
         evaluate(good, good, ("fdi",))
+    with pytest.raises(UsageError, match="1008-way fc"):
+        evaluate(good, good, ("is",))
     with pytest.raises(UsageError, match="segmentation_scores"):
         evaluate(good, good, ("miou",))
     with pytest.raises(UsageError, match="expected a folder"):

@@ -137,3 +137,9 @@ def test_swd_is_seeded_batch_independent_and_separates_distributions():
 def test_swd_allows_unequal_counts():
     r = swd_mod.swd(load_images(_images(0, n=6), "real"), load_images(_images(3, n=4, smooth=True), "fake"), seed=0)
     assert r.mean > 0 and len(r.levels) == 2
+
+
+def test_swd_of_flat_images_is_finite():
+    flat = torch.full((3, 3, 16, 16), 7, dtype=torch.uint8)
+    r = evaluate(flat, torch.full((3, 3, 16, 16), 200, dtype=torch.uint8), ("swd",))["swd"]
+    assert np.isfinite(r.value) and r.value == 0  # each set is normalised on its own, as in PGGAN

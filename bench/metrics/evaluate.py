@@ -57,6 +57,10 @@ INCEPTION_METRICS = ("fid", "kid")
 def check_metric_names(metrics: Sequence[str]) -> None:
     """UsageError for unknown names (with the closest match) and for metrics evaluate() cannot compute."""
     for m in metrics:
+        if m in ("is", "inception_score"):
+            raise UsageError("the Inception Score needs the Inception's 1008-way fc layer (logits); bench's FID "
+                             "protocol uses the pool3 trunk only (the offline weights have no fc), so IS is not "
+                             "offered: use fid/kid")
         if m not in METRICS:
             raise UsageError(f"unknown metric {m!r}{closest(m, METRICS)}; valid: {', '.join(METRICS)}")
         kind = METRICS[m].kind

@@ -310,12 +310,12 @@ def feature_key(extractor_name: str, protocol: Protocol, weights: WeightsFile, i
 
 def features_for(images: ImageSet, *, extractor_name: str, protocol: Protocol, weights: WeightsFile,
                  cache: FeatureCache, use_cache: bool, device: str = "cpu", batch_size: int = 50,
-                 num_workers: int = 0) -> dict[str, torch.Tensor]:
+                 num_workers: int = 0, needs: tuple[str, ...] = ("pool3",)) -> dict[str, torch.Tensor]:
     """Features of `images`, from the cache when the same content was seen under the same protocol."""
     key = feature_key(extractor_name, protocol, weights, images) if use_cache else None
     if key is not None:
         hit = cache.load(key)
-        if hit is not None:
+        if hit is not None and all(k in hit and hit[k].shape[0] == len(images) for k in needs):
             log.debug("%s features from cache %s", images.label, cache.path(key))
             return hit
     extractor = get_extractor(extractor_name, weights, protocol, device)

@@ -78,7 +78,8 @@ def kid(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray, *, sub
     kernel = dict(degree=degree, gamma=gamma, coef0=coef0)
     full = max(x.shape[0], y.shape[0]) <= _FULL_GRAM_MAX
     if full:  # 50 subsets of the same few hundred images: compute each kernel entry once
-        kxx, kyy, kxy = polynomial_kernel(x, x, **kernel), polynomial_kernel(y, y, **kernel), polynomial_kernel(x, y, **kernel)
+        kxx, kyy = polynomial_kernel(x, x, **kernel), polynomial_kernel(y, y, **kernel)
+        kxy = polynomial_kernel(x, y, **kernel)
     rng = np.random.default_rng(seed)
     values = np.empty(subsets)
     for i in range(subsets):

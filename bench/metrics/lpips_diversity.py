@@ -89,7 +89,8 @@ def lpips_diversity(outputs: Outputs, *, n_inputs: int | None = None, net: str =
         pnet_rand: random trunk instead of ImageNet weights (tests only; the number is meaningless).
     """
     if net not in NETS or version not in VERSIONS:
-        raise UsageError(f"lpips_diversity: net must be one of {NETS} and version one of {VERSIONS}, got {net!r}, {version!r}")
+        raise UsageError(f"lpips_diversity: net must be one of {NETS} and version one of {VERSIONS}, "
+                         f"got {net!r}, {version!r}")
     if isinstance(outputs, torch.Tensor):
         if outputs.ndim != 5 or outputs.shape[2] != 3:
             raise UsageError(f"lpips_diversity: expected (N_inputs, K_samples, 3, H, W), got {tuple(outputs.shape)}")

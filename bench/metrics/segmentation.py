@@ -88,7 +88,8 @@ def resolve_seg_weights(weights: str | Path | None) -> Path | None:
         if value:
             path = Path(value).expanduser()
             if not path.is_file():
-                raise UsageError(f"{source}={value}: no such file (a Cityscapes DRN checkpoint, e.g. drn_d_22_cityscapes.pth)")
+                raise UsageError(f"{source}={value}: no such file (a Cityscapes DRN checkpoint, "
+                                 "e.g. drn_d_22_cityscapes.pth)")
             return path
     return None
 
@@ -164,7 +165,8 @@ def segmentation_scores(fake: ImageInput, labels: ImageInput, weights: str | Pat
     per_class = {f"iou_{c}": float(v) for c, v in zip(CLASSES, s["iou"]) if np.isfinite(v)}
     out = {}
     for n in NAMES:
-        fp = fingerprint(n, n_fake=len(fake_set), context=context, weights_sha256=sha, weights_file=path.name, **fp_fields)
+        fp = fingerprint(n, n_real=len(label_set), n_fake=len(fake_set), context=context, weights_sha256=sha,
+                         weights_file=path.name, **fp_fields)
         if not np.isfinite(s[n]):
             out[n] = MetricResult.missing(n, "no labelled pixels (every label pixel is void)", higher_is_better=True,
                                           fingerprint=fp)

@@ -130,7 +130,8 @@ def descriptors(images: ImageSet, gen: torch.Generator, batch_size: int = 50, nu
     for chunks in per_level:
         desc = torch.cat(chunks).numpy().astype(np.float64)  # float64 statistics over millions of values
         desc -= desc.mean(axis=(0, 2, 3), keepdims=True)
-        desc /= desc.std(axis=(0, 2, 3), keepdims=True)
+        std = desc.std(axis=(0, 2, 3), keepdims=True)
+        desc /= np.where(std > 0, std, 1.0)  # a flat channel (constant images) stays 0 instead of NaN as in PGGAN
         out.append(desc.reshape(desc.shape[0], -1).astype(np.float32))
     return out
 
