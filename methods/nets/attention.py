@@ -1,0 +1,266 @@
+"""QS-Attn: query selection by attention entropy and cross-domain value routing, without parameters.
+
+Hu, Zhou, Sun, Wang, Shen, Liu. "QS-Attn: Query-Selected Attention for Contrastive Learning in I2I
+Translation", CVPR 2022. On the *source* features X (HW×C, raw encoder features: no projection, no √d)
+the attention A = softmax_row(X Xᵀ) (global) or the softmax over each position's k×k neighbours (local)
+gives each position a distribution; the positions whose rows have the lowest entropy are the queries.
+Their rows of A route the values: A_qs·X for the source and A_qs·Y for the translated image's features Y
+(the *source's* attention for both). A is not detached. Layers that are not QS layers keep CUT's random
+sampling. `QSAttnSampleF` keeps PatchSampleF's MLP heads and keys (`mlp_<i>.*`), so the parameter
+count is CUT's and official checkpoints load.
+
+Efficiency (the official code materialises, and backpropagates through, the whole 4096×4096 matrix of a
+64×64 map, several times over): the entropy only ranks rows, so it is computed without autograd, a block
+of rows at a time; only the selected rows of A are recomputed with autograd. Rows of a softmax are
+independent, so values and gradients equal the official ones. The local variant unfolds the map once
+(without autograd) to score every position and gathers only the selected windows with autograd.
+
+The official local attention (`networks_local.py`) views `F.unfold`'s channel-major (C·k², L) output as
+(L, k², C) and its gathered values as (n, k², C) straight from memory, which mixes channels and window
+offsets instead of pairing each query with its neighbours' feature vectors. `local_layout="official"`
+reproduces that arithmetic exactly (it is what the published numbers were trained with);
+`local_layout="paper"` computes the neighbourhood attention the paper describes.
+Follows sapphire497/query-selected-attention@c2c5e40:models/networks_{global,local,local_global}.py
+PatchSampleF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from methods.nets.heads import PatchSampleF, flatten_feature, l2_normalize, sample_patch_ids
+
+MODES = ("global", "local", "local_global")
+SELECTIONS = ("entropy", "random", "maxmean")
+ROUTE_DOMAINS = ("cross", "self")
+LOCAL_LAYOUTS = ("official", "paper")
+
+
+@dataclass(frozen=True)
+class QSAttnOptions:
+    """How queries are chosen and features routed on the QS layers (the paper's ablation switches).
+
+    Args:
+        mode: attention that selects / routes: global / local / local selects + global routes.
+        select: 'entropy' (lowest first), 'random' (Table 3 B/E), 'maxmean' (Informer's max-minus-mean
+            measure, largest first; Table 3 F).
+        route: route values with the selected attention rows; False samples the raw features at the
+            selected positions (Table 3 C).
+        route_domain: 'cross' routes both domains with the source's rows; 'self' routes the target with
+            its own attention at the same positions (Table 3 D/E).
+        window: local window (7 in the code), zero padding window // 2 like `F.unfold(padding=3)`.
+        local_layout: 'official' or 'paper' (see the module docstring).
+        max_size: maps larger than max_size×max_size are average-pooled to it first (Table 4 model B
+            applies QS-Attn to all layers that way; the default QS layers are 64×64 and untouched).
+        chunk: rows of the global logits scored at a time (bounds memory, not results).
+    """
+
+    mode: str = "global"
+    select: str = "entropy"
+    route: bool = True
+    route_domain: str = "cross"
+    window: int = 7
+    local_layout: str = "official"
+    max_size: int = 64
+    chunk: int = 1024
+
+
+# ----------------------------------------------------------------------------- scores
+def attention_entropy(attn: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """-Σ p·log p along `dim` for a probability matrix, with 0·log 0 = 0 (the official formula)."""
+    logp = torch.log(attn)
+    return -(attn * torch.where(torch.isinf(logp), torch.zeros_like(logp), logp)).sum(dim)
+
+
+def entropy_from_logits(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Entropy of softmax(logits) along `dim` as logsumexp - Σ p·logit, on max-shifted logits.
+
+    Same value as `attention_entropy(softmax(logits))` without a log-probability tensor; shifting by the
+    row maximum keeps both terms small, so near-one-hot rows do not lose their entropy to cancellation.
+    """
+    s = logits - logits.amax(dim, keepdim=True)
+    lse = torch.logsumexp(s, dim, keepdim=True)
+    p = torch.exp(s - lse)
+    return lse.squeeze(dim) - (p * s).sum(dim)
+
+
+def max_mean_measure(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Informer's query sparsity measure: max minus mean of a row of logits (larger = more distinct)."""
+    return logits.amax(dim) - logits.mean(dim)
+
+
+def _rank_score(logits: torch.Tensor, how: str) -> torch.Tensor:
+    """A score where *lower* is selected first."""
+    if how == "entropy":
+        return entropy_from_logits(logits)
+    if how == "maxmean":
+        return -max_mean_measure(logits)
+    raise ValueError(f"no score for selection {how!r}")
+
+
+@torch.no_grad()
+def global_scores(x: torch.Tensor, how: str = "entropy", chunk: int = 1024) -> torch.Tensor:
+    """(B, L, C) features -> (B, L) ranking scores of the rows of softmax(X Xᵀ), lower first."""
+    xt = x.transpose(1, 2)
+    return torch.cat([_rank_score(torch.bmm(x[:, r:r + chunk], xt), how) for r in range(0, x.shape[1], chunk)], 1)
+
+
+@torch.no_grad()
+def local_logits(feat: torch.Tensor, window: int = 7, layout: str = "official") -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, window²) logits of every position against its window's keys."""
+    B, C, H, W = feat.shape
+    K = window * window
+    unf = F.unfold(feat, kernel_size=window, padding=window // 2)  # (B, C*K, L), channel-major
+    # paper: key j of position l is the feature at window offset j; official: the same memory read as (K, C)
+    keys = unf.view(B, C, K, H * W).unbind(2) if layout == "paper" else unf.view(B, K, C, H * W).unbind(1)
+    x = feat.flatten(2)
+    return torch.stack([(k * x).sum(1) for k in keys], dim=-1)
+
+
+def select_queries(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, L) scores -> (B, k) positions with the lowest scores (ties: lower position first)."""
+    return torch.sort(scores, dim=1, stable=True).indices[:, :k]
+
+
+def random_queries(batch: int, n_positions: int, k: int, device) -> torch.Tensor:
+    """(B, k) random distinct positions per image (the 'random selection' ablation)."""
+    return torch.stack([sample_patch_ids(n_positions, k, device) for _ in range(batch)])
+
+
+# ----------------------------------------------------------------------------- attention rows and routing
+def gather_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """(B, L, C), (B, k) -> (B, k, C)."""
+    return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def global_attention_rows(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rows `ids` of softmax(X Xᵀ): (B, k, L), with autograd (only these rows are ever needed)."""
+    return torch.softmax(torch.bmm(gather_rows(x, ids), x.transpose(1, 2)), dim=-1)
+
+
+def gather_windows(feat: torch.Tensor, ids: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """The zero-padded window×window neighbourhoods of positions `ids`: (B, k, C, window²).
+
+    Equals `F.unfold(feat, window, padding=window // 2)[:, :, ids]` per image, without unfolding the map.
+    """
+    B, C, H, W = feat.shape
+    pad = window // 2
+    Wp = W + 2 * pad
+    padded = F.pad(feat, (pad, pad, pad, pad)).flatten(2)  # (B, C, Hp*Wp)
+    offsets = (torch.arange(window, device=feat.device)[:, None] * Wp
+               + torch.arange(window, device=feat.device)[None, :]).flatten()  # (K,), row-major like unfold
+    corner = (ids // W) * Wp + ids % W  # top-left of each window in padded coordinates
+    idx = (corner.unsqueeze(-1) + offsets).flatten(1)  # (B, k*K)
+    k = ids.shape[1]
+    out = torch.gather(padded, 2, idx.unsqueeze(1).expand(B, C, -1))  # (B, C, k*K)
+    return out.view(B, C, k, window * window).permute(0, 2, 1, 3)
+
+
+def local_attention_rows(feat: torch.Tensor, ids: torch.Tensor, window: int = 7,
+                         layout: str = "official") -> torch.Tensor:
+    """Local attention of positions `ids` over their windows: (B, k, window²), with autograd."""
+    B, C = feat.shape[:2]
+    k, K = ids.shape[1], window * window
+    win = gather_windows(feat, ids, window)  # (B, k, C, K)
+    keys = win.transpose(2, 3) if layout == "paper" else win.reshape(B, k, K, C)
+    q = gather_rows(flatten_feature(feat), ids)  # (B, k, C)
+    return torch.softmax(torch.matmul(keys, q.unsqueeze(-1)).squeeze(-1), dim=-1)
+
+
+def route_local(feat: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor, window: int = 7,
+                layout: str = "official") -> torch.Tensor:
+    """Σ_j a_ij · v_j over each selected window: (B, k, C)."""
+    B, C = feat.shape[:2]
+    k, K = ids.shape[1], window * window
+    win = gather_windows(feat, ids, window)  # (B, k, C, K)
+    if layout == "paper":
+        return torch.matmul(win, attn.unsqueeze(-1)).squeeze(-1)
+    # official: the gathered unfold columns (B, C*K, k) read from memory as (B*k, K, C)
+    values = win.permute(0, 2, 3, 1).reshape(B * k, K, C)
+    return torch.bmm(attn.reshape(B * k, 1, K), values).view(B, k, C)
+
+
+# ----------------------------------------------------------------------------- one QS layer
+def qs_select(feat: torch.Tensor, k: int, opts: QSAttnOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Choose k query positions on source features and their attention rows (None when not routing)."""
+    B, C, H, W = feat.shape
+    L = H * W
+    k = min(k, L)
+    x = flatten_feature(feat)
+    if opts.select == "random":
+        ids = random_queries(B, L, k, feat.device)
+    elif opts.mode == "global":
+        ids = select_queries(global_scores(x, opts.select, opts.chunk), k)
+    else:
+        logits = local_logits(feat, opts.window, opts.local_layout)
+        ids = select_queries(_rank_score(logits, opts.select), k)
+    return ids, (attention_rows(feat, ids, opts) if opts.route else None)
+
+
+def attention_rows(feat: torch.Tensor, ids: torch.Tensor, opts: QSAttnOptions) -> torch.Tensor:
+    """The routing attention of positions `ids` (local rows in 'local' mode, global rows otherwise)."""
+    if opts.mode == "local":
+        return local_attention_rows(feat, ids, opts.window, opts.local_layout)
+    return global_attention_rows(flatten_feature(feat), ids)
+
+
+def qs_route(feat: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor | None, opts: QSAttnOptions) -> torch.Tensor:
+    """Features of one QS layer at the selected queries: routed by `attn`, or raw when attn is None."""
+    if attn is None:
+        return gather_rows(flatten_feature(feat), ids)
+    if opts.mode == "local":
+        return route_local(feat, ids, attn, opts.window, opts.local_layout)
+    return torch.bmm(attn, flatten_feature(feat))
+
+
+def shrink(feat: torch.Tensor, max_size: int) -> torch.Tensor:
+    """Average-pool maps larger than max_size×max_size down to it (Table 4's all-layer variant)."""
+    H, W = feat.shape[2:]
+    if H <= max_size and W <= max_size:
+        return feat
+    return F.adaptive_avg_pool2d(feat, (min(H, max_size), min(W, max_size)))
+
+
+class QSAttnSampleF(PatchSampleF):
+    """PatchSampleF whose QS layers pick queries by attention and route features with the source's rows.
+
+    Call it on the source features first (`patch_ids=None`): it returns samples, ids and attention rows;
+    then on the target features with those ids and rows.
+    """
+
+    def __init__(self, options: QSAttnOptions, qs_layers: Sequence[int], use_mlp: bool = True, nc: int = 256,
+                 init_type: str = "xavier", init_gain: float = 0.02) -> None:
+        super().__init__(use_mlp=use_mlp, nc=nc, init_type=init_type, init_gain=init_gain)
+        self.options = options
+        self.qs_layers = frozenset(qs_layers)
+
+    def forward(self, feats, num_patches: int = 256, patch_ids=None, attns=None):
+        """Returns (list of (B*S, nc) normalised samples, ids per layer, attention rows per layer)."""
+        if self.use_mlp and not self.mlp_init:
+            self.create_mlp([f.shape[1] for f in feats], device=feats[0].device)
+        opts = self.options
+        out, ids_out, attn_out = [], [], []
+        for i, feat in enumerate(feats):
+            if i in self.qs_layers:
+                feat = shrink(feat, opts.max_size)
+                if patch_ids is None:
+                    pid, attn = qs_select(feat, num_patches, opts)
+                else:
+                    pid, attn = patch_ids[i], attns[i]
+                    if opts.route and opts.route_domain == "self":
+                        attn = attention_rows(feat, pid, opts)
+                x = qs_route(feat, pid, attn, opts).flatten(0, 1)
+            else:
+                flat = flatten_feature(feat)
+                pid = patch_ids[i] if patch_ids is not None else sample_patch_ids(flat.shape[1], num_patches, feat.device)
+                x, attn = flat[:, pid, :].flatten(0, 1), None
+            if self.use_mlp:
+                x = self.get_submodule(f"mlp_{i}")(x)
+            out.append(l2_normalize(x))
+            ids_out.append(pid)
+            attn_out.append(attn)
+        return out, ids_out, attn_out

@@ -1,0 +1,120 @@
+"""QS-Attn (global, local, local+global): CUT whose deepest NCE layers choose their queries by attention.
+
+Hu, Zhou, Sun, Wang, Shen, Liu. "QS-Attn: Query-Selected Attention for Contrastive Learning in I2I
+Translation", CVPR 2022. Official code: sapphire497/query-selected-attention@c2c5e40 (no licence file).
+Everything is CUT (methods/cut.py, reference/methods.md §2.4, §2.6): the same nets (14,703,300 parameters,
+QS-Attn adds none), lsgan, λ_NCE=1 with identity NCE, nce_layers 0,4,8,12,16, 256 patches, τ=0.07,
+lr 2e-4, 200+200 epochs, pool 0, xavier(0.02), D then G+F, no jitter in the decay phase. Only the
+sampling of the QS layers changes (methods/nets/attention.py): on the last two NCE layers (12 and 16, the
+official `feat_id >= 3`) the 256 positions whose source-attention rows have the lowest entropy become the
+queries, and those rows route both the source and the translated features.
+
+Ablation switches (paper Tables 3-5): `qs_select` entropy | random | maxmean, `qs_route` (off: raw
+features at the selected positions), `qs_route_domain` cross | self, `num_patches` (queries: 64/128/
+256/512), `qs_layers` (generator layers that get QS-Attn; all five with `qs_max_size` pooling is Table 4
+model B), `qs_window` (local window, 7). The three registry names only preset `qs_mode`.
+
+Differences from the official code, deliberately: it runs on CPU (the official `create_mlp` calls
+`.cuda()` and `data_dependent_initialize` divides by the number of GPUs); the unused extra encoder pass of
+its `forward` is skipped (no RNG is drawn there, so results are unaffected); the entropy ranks rows
+without autograd and only the selected rows are recomputed with it (same values and gradients, far less
+memory); ties in the entropy are broken by position (stable sort). `qs_local_layout=official` (default)
+keeps the official local attention's channel/offset mixing, `paper` computes true neighbourhood attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bench.errors import ConfigError
+from methods.cut import CUT, CUTConfig
+from methods.losses.patchnce import multilayer_patch_nce
+from methods.nets.attention import LOCAL_LAYOUTS, MODES, ROUTE_DOMAINS, SELECTIONS, QSAttnOptions, QSAttnSampleF
+
+
+@dataclass(frozen=True)
+class QSAttnConfig(CUTConfig):
+    qs_mode: str = "global"
+    qs_select: str = "entropy"
+    qs_route: bool = True
+    qs_route_domain: str = "cross"
+    #: Generator layers (members of nce_layers) whose samples come from QS-Attn; the rest stay random.
+    qs_layers: tuple[int, ...] = (12, 16)
+    qs_window: int = 7
+    qs_local_layout: str = "official"
+    #: QS layers with larger maps are average-pooled to this size first (only matters for qs_layers
+    #: below 12, Table 4 model B; the paper's number is lost in our copy, 64 = the size of layers 12/16).
+    qs_max_size: int = 64
+
+    CHOICES: ClassVar[dict] = {**CUTConfig.CHOICES, "qs_mode": MODES, "qs_select": SELECTIONS,
+                               "qs_route_domain": ROUTE_DOMAINS, "qs_local_layout": LOCAL_LAYOUTS}
+
+    def validate(self) -> None:
+        super().validate()
+        stray = [i for i in self.qs_layers if i not in self.nce_layers]
+        if stray or not self.qs_layers:
+            raise ConfigError(f"qs_layers {list(self.qs_layers)}: each must be one of nce_layers {list(self.nce_layers)}")
+        if self.qs_window < 1 or self.qs_window % 2 == 0:
+            raise ConfigError(f"qs_window must be an odd number >= 1, got {self.qs_window}")
+        if self.qs_max_size < 1:
+            raise ConfigError(f"qs_max_size must be >= 1, got {self.qs_max_size}")
+
+    @property
+    def qs_options(self) -> QSAttnOptions:
+        return QSAttnOptions(mode=self.qs_mode, select=self.qs_select, route=self.qs_route,
+                             route_domain=self.qs_route_domain, window=self.qs_window,
+                             local_layout=self.qs_local_layout, max_size=self.qs_max_size)
+
+    @property
+    def qs_feature_ids(self) -> tuple[int, ...]:
+        """Positions of the QS layers in the list of NCE features."""
+        return tuple(self.nce_layers.index(i) for i in self.qs_layers)
+
+
+class QSAttn(CUT):
+    Config = QSAttnConfig
+    citation = ("Hu et al., QS-Attn: Query-Selected Attention for Contrastive Learning in I2I Translation, "
+                "CVPR 2022")
+    official_code = "sapphire497/query-selected-attention@c2c5e40"
+    licence = "none (the official repository has no licence file)"
+
+    def __init__(self, cfg: QSAttnConfig, device="cpu") -> None:
+        super().__init__(cfg, device)
+        self.nets["netF"] = QSAttnSampleF(cfg.qs_options, cfg.qs_feature_ids, use_mlp=cfg.netF == "mlp_sample",
+                                          nc=cfg.netF_nc, init_type=cfg.init_type,
+                                          init_gain=cfg.init_gain).to(self.device)
+
+    def nce_loss(self, src, tgt, flipped):
+        """PatchNCE with QS-Attn sampling: queries and attention come from `src`, reused for `tgt`."""
+        c, G, F = self.cfg, self.nets["netG"], self.nets["netF"]
+        feat_q = G(tgt, c.nce_layers, encode_only=True)
+        if flipped:
+            feat_q = [f.flip(3) for f in feat_q]
+        feat_k = G(src, c.nce_layers, encode_only=True)
+        k_pool, ids, attns = F(feat_k, c.num_patches, None)
+        q_pool, _, _ = F(feat_q, c.num_patches, ids, attns)
+        return multilayer_patch_nce(q_pool, k_pool, src.shape[0], c.lambda_NCE, c.nce_T,
+                                    c.nce_includes_all_negatives_from_minibatch)
+
+
+@dataclass(frozen=True)
+class QSAttnLocalConfig(QSAttnConfig):
+    qs_mode: str = "local"
+
+
+@dataclass(frozen=True)
+class QSAttnLocalGlobalConfig(QSAttnConfig):
+    qs_mode: str = "local_global"
+
+
+class QSAttnGlobal(QSAttn):
+    Config = QSAttnConfig
+
+
+class QSAttnLocal(QSAttn):
+    Config = QSAttnLocalConfig
+
+
+class QSAttnLocalGlobal(QSAttn):
+    Config = QSAttnLocalGlobalConfig
