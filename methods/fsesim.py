@@ -41,6 +41,7 @@ from methods.nets.vgg import (LAYER_NAMES, VGG16_FILE, VGG16Features, imagenet_n
 
 log = logging.getLogger(__name__)
 
+#: Record of the stand-in VGG16: torchvision's random init drawn from a fixed seed (nets/vgg.py RANDOM_SEED).
 RANDOM_VGG = "random"
 
 
@@ -143,6 +144,9 @@ class FSeSim(Method):
     citation = "Zheng, Cham, Cai, The Spatially-Correlative Loss for Various Image Translation Tasks, CVPR 2021"
     official_code = "lyndonzheng/F-LSeSim@6ca7883"
     licence = "none stated in the repository"
+    # smoke checks the code path offline (`bench run --methods all --preset smoke`): it may fall back to a
+    # random VGG16 (recorded as "random"); the ImageNet weights are still used when they are present.
+    PRESETS = {"smoke": {"allow_random_vgg": True}}
 
     def __init__(self, cfg: FSeSimConfig, device="cpu") -> None:
         super().__init__(cfg, device)
@@ -154,7 +158,7 @@ class FSeSim(Method):
         if cfg.learned_attn:
             channels = [VGG16Features.channels(i) for i in cfg.attn_layers]
             self.nets["netF"] = SimilarityHeads(channels).to(self.device)
-        # Frozen and outside `nets`; random until setup() loads the ImageNet weights.
+        # Frozen and outside `nets`; the fixed-seed random VGG16 until setup() loads the ImageNet weights.
         self.netPre = VGG16Features().to(self.device)
         #: "torchvision:vgg16-397923af sha256:<hex>" or "random"; None until setup() resolves the weights.
         self.vgg_weights: str | None = None
@@ -289,20 +293,14 @@ class FSeSim(Method):
 
     # ----------------------------------------------------------------- state
     def extra_state(self):
-        state: dict[str, Any] = {"fake_B_pool": self.fake_B_pool.state_dict(), "vgg_weights": self.vgg_weights}
-        if self.vgg_weights == RANDOM_VGG:
-            # A random VGG is part of the run: keep it so that a resume computes the same loss.
-            state["netPre"] = {k: v.cpu() for k, v in self.netPre.state_dict().items()}
-        return state
+        # The VGG16 itself is not saved: the record names the file (by sha256) or the fixed-seed random net.
+        return {"fake_B_pool": self.fake_B_pool.state_dict(), "vgg_weights": self.vgg_weights}
 
     def load_extra_state(self, state):
         if not state:
             return
         self.fake_B_pool.load_state_dict(state["fake_B_pool"])
         self._checkpoint_vgg = state.get("vgg_weights")
-        if self._checkpoint_vgg == RANDOM_VGG and "netPre" in state:
-            self.netPre.load_state_dict(state["netPre"])
-            self.vgg_weights = RANDOM_VGG
         self._check_checkpoint_vgg()
 
 

@@ -183,7 +183,18 @@ def test_key_branch_does_not_train_the_projection_head():
 def test_one_step_updates_G_F_D_and_leaves_D_trainable():
     m = smoke()
     before = {k: copy.deepcopy(net.state_dict()) for k, net in m.nets.items()}
+    d_step, seen = m.optimizers["D"].step, {}
+
+    def record_then_step(*a, **k):
+        seen["D"] = [p.grad.clone() for p in m.nets["netD"].parameters()]
+        seen["G"] = [p.grad for p in m.nets["netG"].parameters()]
+        return d_step(*a, **k)
+
+    m.optimizers["D"].step = record_then_step
     losses = m.train_step(batch())
+    # the D loss reached no G parameter, and the G step added nothing to D's gradients (D frozen then)
+    assert all(g is None for g in seen["G"])
+    assert all(torch.equal(a, p.grad) for a, p in zip(seen["D"], m.nets["netD"].parameters()))
     assert set(losses) == {"D_real", "D_fake", "G_GAN", "BYOL", "BYOL_Y", "G"}
     assert all(torch.isfinite(v) for v in losses.values())
     for k, net in m.nets.items():

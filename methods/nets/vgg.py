@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_SHA256_PREFIX = "397923af"
+#: Seed of the stand-in random VGG16 (used only when the ImageNet weights are absent and allowed to be).
+RANDOM_SEED = 0
 LAYER_NAMES = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3",
                "relu4_1", "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3")
 # Each named slice holds these torchvision `vgg16().features` indices (conv, relu, pool, ...).
@@ -59,7 +61,9 @@ class VGG16Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        features = _torchvision_features()
+        # Building must not consume the global RNG (it would shift every later seeded init of the run).
+        with torch.random.fork_rng(devices=[]):
+            features = _torchvision_features()
         for name, (lo, hi) in zip(LAYER_NAMES, _SLICES):
             block = nn.Sequential()
             for j in range(lo, hi):
@@ -70,12 +74,18 @@ class VGG16Features(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def reset_random(self) -> None:
-        """torchvision's random VGG init (kaiming-normal fan_out, zero bias), drawn from torch's RNG."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+    def reset_random(self, seed: int = RANDOM_SEED) -> None:
+        """torchvision's random VGG init (kaiming-normal fan_out, zero bias) from a private generator.
+
+        A fixed seed makes "the random VGG16" one well-defined network, the same in every run and after a
+        resume, so checkpoints need not carry it.
+        """
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                    nn.init.zeros_(m.bias)
 
     def train(self, mode: bool = True) -> "VGG16Features":
         # Frozen feature extractor: always eval (it has no dropout/BN, but keep the promise explicit).
