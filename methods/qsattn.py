@@ -20,6 +20,10 @@ its `forward` is skipped (no RNG is drawn there, so results are unaffected); the
 without autograd and only the selected rows are recomputed with it (same values and gradients, far less
 memory); ties in the entropy are broken by position (stable sort). `qs_local_layout=official` (default)
 keeps the official local attention's channel/offset mixing, `paper` computes true neighbourhood attention.
+Checked against the official PatchSampleF of all three modes (float64, same MLP weights and seed, batch 1
+and 2): equal samples and equal gradients on source and target features; and against the official QSModel
+(64 px, one step): equal losses. (On torch >= 2 the official local module fails at batch size 1: its
+`.view` of the gathered values needs `.reshape`.)
 """
 
 from __future__ import annotations
