@@ -188,6 +188,11 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         seeding.configure_determinism(cfg.train.deterministic)
         seeding.seed_everything(cfg.seed)
         method = methods.registry.get(cfg.method)(cfg.method_cfg, device=device)
+        described = method.describe()
+        if described:
+            tracker.set_tags({f"bench.uses.{k}": json.dumps(v) if not isinstance(v, str) else v
+                              for k, v in described.items()})
+            atomic_write_json(run_dir / "uses.json", described)
         mc = cfg.method_cfg
         train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
                               paired=method.paired, load_size=mc.load_size, crop_size=mc.crop_size,

@@ -29,7 +29,10 @@ def measure(method: str, size: int, iters: int, warmup: int, threads: int) -> di
     torch.manual_seed(0)
     cls = methods.get(method)
     overrides = {"crop_size": size, "load_size": size}
-    if "num_downs" in {f.name for f in __import__("dataclasses").fields(cls.Config)} and size < 256:
+    fields = {f.name for f in __import__("dataclasses").fields(cls.Config)}
+    if "allow_random_vgg" in fields:
+        overrides["allow_random_vgg"] = True  # offline: VGG16 ImageNet weights are absent; speed is the same
+    if "num_downs" in fields and size < 256:
         overrides["num_downs"] = 7  # unet_128
     m = methods.build(method, preset="paper", device="cpu", **overrides)
     bs = m.cfg.batch_size

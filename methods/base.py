@@ -153,6 +153,10 @@ class Method:
         self.load_extra_state(state.get("extra", {}))
         self.epoch = state.get("epoch", self.epoch)
 
+    def describe(self) -> dict[str, Any]:
+        """What a run uses beyond its config (e.g. frozen pretrained weights); recorded as MLflow tags."""
+        return {}
+
     def parameter_count(self, names: list[str] | None = None) -> int:
         """Number of parameters of the named nets (all by default), counted like the official code."""
         names = list(self.nets) if names is None else names
