@@ -14,7 +14,8 @@ Test time: content of the input from its domain's encoder, style drawn from N(0,
 the other domain's generator; `sample_z(n)` draws the style codes for the LPIPS-diversity protocol.
 
 Schedule in the harness: MUNIT counts iterations (`schedule_unit = "iteration"`). `lr_lambda(it)` is a
-pure function of the 0-based global iteration; `max_iterations()` (= `iterations`, 1M) is the run length.
+pure function of the 0-based global iteration; `max_iterations()` (= `iterations`, 1M) is the run length
+(where the loop does not stop there by itself, cap the run with `--set train.max_iters=1000000`).
 `n_epochs` is only the epoch bound of the loop (one epoch = one pass over max(|A|, |B|) images); the default
 1000 covers 1M iterations for any dataset with ≥ 1000 images per epoch.
 """

@@ -14,17 +14,25 @@ discriminators to the generators only.
 
 Schedule in the harness: NICE-GAN counts *iterations*, not epochs (`schedule_unit = "iteration"`).
 `lr_lambda(it)` is a pure function of the 0-based global iteration and of `iterations`/`decay_start`, so
-the learning rate follows the paper whatever the dataset size. The run length is `iterations` (300k);
-`max_iterations()` tells the loop where to stop. `n_epochs` (+ `n_epochs_decay`) is only the epoch bound
+the learning rate follows the paper whatever the dataset size. The run length is `iterations` (300k):
+`max_iterations()` reports it to the loop; where the loop does not stop there by itself, cap the run with
+`--set train.max_iters=300000`. `n_epochs` (+ `n_epochs_decay`) is only the epoch bound
 of the loop, where one epoch is one pass over max(|A|, |B|) images: 300 epochs cover 300k iterations for
 every NICE-GAN dataset with ≥ 1000 images per epoch (horse2zebra: 1334 it/epoch, so 225 epochs). To train by
 epochs instead, set `iterations` to epochs × images per epoch.
 
-Cost (`light=False`): each generator's first FC maps the flattened 64×64×256 code to 256 values
-(268,435,456 weights), so the model has 646,697,986 parameters (2.6 GB in fp32; with gradients and Adam's
-two moments ~10.4 GB before activations). On a GPU, plan for ≥ 16 GB (the official README says to use
-`--light True` when memory is short); the light model (109,958,146 parameters) fits in ~8 GB. CPU numbers
-measured on this project's machine are in the module's test report (see `nicegan_light` for the cheap one).
+Cost: each full generator's first FC maps the flattened 64×64×256 code to 256 values (268,435,456
+weights), so the full model has 646,697,986 parameters (2.6 GB fp32; + gradients + Adam's two moments =
+10.4 GB) and the light one 109,958,146. Measured peak memory of a training step (CPU, batch 1, one thread,
+this project's 24 GiB machine; `/usr/bin/time -v`, glibc with MALLOC_MMAP_THRESHOLD_=65536 so that freed
+blocks are returned and the number is the tensors' own peak):
+    full  128 px 6.1 GB, 256 px 15.5 GB (steady 11.3 GB; the FC's 1 GB weight gradients from the three
+          calls of each generator coexist in backward);
+    light 128 px 3.9 GB, 256 px 7.0 GB.
+With the default allocator the resident peak is 1-2 GB higher (light 256 px: 9.0 GB; full 256 px: above
+17.7 GB). A step takes 20-80 s of one CPU core at 128-256 px, so the paper schedule (300k iterations) is a
+GPU job: full at 256 px needs a 24 GB card (≥ 16 GB of tensors plus the CUDA context and caching
+allocator); light fits in 8-12 GB (the official README: use `--light True` when memory is short).
 """
 
 from __future__ import annotations
