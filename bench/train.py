@@ -103,6 +103,12 @@ class Trainer:
 
             raise DataError(f"{cfg.dataset}: {n_items} training items cannot fill one batch of {self.batch_size}")
         self.total_epochs = mc.total_epochs
+        # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
+        # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
+        budgets = [b for b in (cfg.train.max_iters, method.max_iterations()) if b]
+        self.iteration_budget = min(budgets) if budgets else 0
+        if self.iteration_budget:
+            self.total_epochs = min(self.total_epochs, math.ceil(self.iteration_budget / self.n_batches))
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
@@ -152,12 +158,12 @@ class Trainer:
         st, m, cfg = self.state, self.method, self.cfg
         if st.finished:
             return st
-        max_iters = cfg.train.max_iters
+        max_iters = self.iteration_budget
         sums: dict[str, torch.Tensor] = {}
         count = 0
         t0, it0 = time.perf_counter(), st.iteration
         task = progress.add_task(f"{cfg.method}/{cfg.dataset}/seed{cfg.seed}",
-                                 total=self.total_epochs * self.n_batches,
+                                 total=min(self.total_epochs * self.n_batches, max_iters or 10**12),
                                  completed=(st.epoch - 1) * self.n_batches + st.batch_pos) if progress else None
         m.train()
         while st.epoch <= self.total_epochs:
@@ -206,7 +212,7 @@ class Trainer:
         st.finished = True
         self.save()
         if progress:
-            progress.update(task, completed=self.total_epochs * self.n_batches)
+            progress.update(task, completed=min(self.total_epochs * self.n_batches, max_iters or 10**12))
         return st
 
     def _lr(self) -> float:

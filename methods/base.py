@@ -103,6 +103,10 @@ class Method:
         """Whether the training data uses load->crop jitter this epoch (CUT family stop it in the decay phase)."""
         return True
 
+    def max_iterations(self) -> int:
+        """An iteration budget that ends training (NICE-GAN, MUNIT count iterations, not epochs); 0 = none."""
+        return 0
+
     def lr_lambda(self, step: int) -> float:
         """Multiplier of the base lr at `step` (0-based epoch or iteration, see `schedule_unit`)."""
         from methods.schedules import linear_decay
