@@ -167,14 +167,16 @@ def cmd_run(args) -> int:
 def cmd_worker(args) -> int:
     from bench.studies_run import worker_entry
 
-    counts = worker_entry(_spec(args), _opts(args))
+    import os
+
+    counts = worker_entry(_spec(args), _opts(args), index=int(os.environ.get("BENCH_STUDY_WORKER", "0")))
     log.info("worker done: %s", counts)
     return 0
 
 
 def cmd_status(args) -> int:
     from bench.studies_run import load_existing, open_handle, study_state
-    from bench.studies_storage import OWNER_ATTR
+    from bench.studies_storage import OWNER_ATTR, owner_is_dead
     from optuna.trial import TrialState
 
     spec = _spec(args)
@@ -190,8 +192,10 @@ def cmd_status(args) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(OWNER_ATTR) or {}
         age = handle.heartbeat_age(t)
+        gone = owner_is_dead(owner, t.number) or (age is not None and age > spec.grace_period)
         print(f"  running trial {t.number}: {t.params}  on {owner.get('host', '?')} pid {owner.get('pid', '?')}"
-              + (f"  heartbeat {age:.0f}s ago" if age is not None else ""))
+              + (f"  heartbeat {age:.0f}s ago" if age is not None else "")
+              + ("  (worker gone: retried by the next worker)" if gone else ""))
     print(f"  dashboard: {handle.dashboard_command()}")
     return 0
 

@@ -137,10 +137,14 @@ class StudySpec:
     description: str = ""
     #: Which paper table this reproduces (free text, shown in tables).
     paper: str = ""
+    #: (paper id, table) of its rows in results/published/*.csv, shown beside the reproduced numbers.
+    published: tuple[str, str] | None = None
     preset: str = "paper"
     overrides: Mapping[str, Any] = field(default_factory=dict)
     #: preset -> extra fixed overrides for that preset (e.g. evaluate every epoch in `smoke`).
     preset_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: `--set` values from the command line: applied after the spec's and the preset's overrides.
+    cli_overrides: Mapping[str, Any] = field(default_factory=dict)
     search_space: tuple[Param, ...] = ()
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     seeds: tuple[int, ...] = (0,)
@@ -185,12 +189,13 @@ class StudySpec:
         return next((p for p in self.search_space if p.name == name), None)
 
     def fixed_overrides(self) -> dict[str, Any]:
-        """Spec overrides + this preset's extra overrides; the objective metric selects the best checkpoint."""
+        """Spec overrides, then this preset's, then `--set`; the objective metric selects the best checkpoint."""
         out: dict[str, Any] = {}
         if self.objective.metric in EVAL_TIME_METRICS:
             out["train.select_metric"] = self.objective.metric
         out.update(self.overrides)
         out.update(self.preset_overrides.get(self.preset, {}))
+        out.update(self.cli_overrides)
         return out
 
     def grid_points(self) -> list[dict[str, Scalar]]:
@@ -234,7 +239,7 @@ class StudySpec:
     def fingerprint(self) -> dict[str, Any]:
         """What makes two runs of this spec the same study (budget, storage and paths excluded)."""
         d = dataclasses.asdict(self)
-        for key in ("path", "description", "paper", "n_trials", "storage", "heartbeat_interval", "grace_period",
+        for key in ("path", "description", "paper", "published", "n_trials", "storage", "heartbeat_interval", "grace_period",
                     "max_retry", "plot_x", "plot_group", "enqueue"):
             d.pop(key)
         d["preset_overrides"] = d["preset_overrides"].get(self.preset, {})
@@ -258,7 +263,7 @@ class StudySpec:
                 changes["search_space"] = tuple(dataclasses.replace(p, choices=(dataset,), grid=None)
                                                 if p is swept else p for p in self.search_space)
         if overrides:
-            changes["overrides"] = {**self.overrides, **overrides}
+            changes["cli_overrides"] = {**self.cli_overrides, **overrides}
         if seeds is not None:
             changes["seeds"] = tuple(seeds)
         if n_trials is not None:
@@ -283,7 +288,7 @@ def _enumerate(params: tuple[Param, ...], chosen: dict[str, Scalar]) -> Iterator
 
 
 # ---------------------------------------------------------------------------------------------- loading
-_TOP_KEYS = ("name", "description", "paper", "method", "dataset", "preset", "overrides", "preset_overrides",
+_TOP_KEYS = ("name", "description", "paper", "published", "method", "dataset", "preset", "overrides", "preset_overrides",
              "search_space", "objective", "seeds", "n_trials", "sampler", "pruner", "storage", "enqueue",
              "heartbeat_interval", "grace_period", "max_retry", "plot")
 _PARAM_KEYS = ("type", "choices", "low", "high", "step", "log", "variants", "when", "grid")
@@ -350,6 +355,7 @@ def parse_spec(raw: Any, where: str = "<spec>") -> StudySpec:
     spec = StudySpec(
         name=name, method=_str(method, where, "method"), dataset=_str(dataset, where, "dataset"), path=where,
         description=str(raw.get("description") or "").strip(), paper=str(raw.get("paper") or "").strip(),
+        published=_parse_published(raw.get("published"), where),
         preset=_str(raw.get("preset", "paper"), where, "preset"),
         overrides=_mapping(raw.get("overrides"), where, "overrides"),
         preset_overrides=_parse_preset_overrides(raw.get("preset_overrides"), where),
@@ -546,6 +552,14 @@ def _parse_pruner(raw: Any, where: str) -> PrunerSpec:
         _opt_int(raw.get("reduction_factor", d.reduction_factor), where, "pruner.reduction_factor", minimum=2),
         _opt_int(raw.get("patience"), where, "pruner.patience", minimum=0),
     )
+
+
+def _parse_published(raw: Any, where: str) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) != {"paper", "table"}:
+        raise ConfigError(f"{where}: published must be {{paper: <id in results/published>, table: <table>}}")
+    return str(raw["paper"]), str(raw["table"])
 
 
 def _parse_preset_overrides(raw: Any, where: str) -> dict[str, dict[str, Any]]:

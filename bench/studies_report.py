@@ -107,11 +107,43 @@ def format_cell(mean: float, std: float, status: str, digits: int = 2) -> str:
     return text
 
 
+def published_value(published, spec: StudySpec, params: dict[str, Any], dataset: str, metric: str) -> float | None:
+    """The paper's number for a table row: same method, dataset and metric, its setting within the row's."""
+    if published is None or published.empty:
+        return None
+    method, dataset, overrides = spec.resolve({**params, "dataset": dataset} if spec.param("dataset") else params)
+    from bench.tables import parse_setting
+
+    ours = {k.partition(".")[2] if k.startswith("method.") else k: str(v) for k, v in overrides.items()}
+    rows = published[(published.method == method) & (published.dataset == dataset) & (published.metric == metric)]
+    for setting, value in zip(rows.setting, rows.value):
+        if all(ours.get(k) == v for k, v in parse_setting(setting).items()):
+            return float(value)
+    return None
+
+
+def _load_published(spec: StudySpec):
+    if spec.published is None:
+        return None
+    from bench.errors import BenchError
+    from bench.tables import load_published
+
+    try:
+        return load_published(paper=spec.published[0], table=spec.published[1])
+    except BenchError as exc:  # published numbers are a bonus, never a reason to fail
+        log.info("no published numbers for %s: %s", spec.name, exc)
+        return None
+
+
 def study_table(study, spec: StudySpec, digits: int = 2):
-    """The ablation table: rows = variants, columns = (dataset,) metric, cells mean ± std over seeds."""
+    """The ablation table: rows = variants, columns = (dataset,) metric, cells mean ± std over seeds.
+
+    With `published:` in the spec, each metric gets a "(paper)" column with the published number of that row.
+    """
     import pandas as pd
 
     frame = summary_frame(study, spec)
+    published = _load_published(spec)
     row_keys = [p.name for p in spec.search_space if p.name != "dataset"]
     multi_dataset = frame["dataset"].nunique() > 1 if not frame.empty else False
     records: dict[tuple, dict[str, Any]] = {}
@@ -120,6 +152,8 @@ def study_table(study, spec: StudySpec, digits: int = 2):
         rec = records.setdefault(key, {k: r[k] for k in row_keys})
         col = f"{r['dataset']} {r['metric']}" if multi_dataset else r["metric"]
         rec[col] = format_cell(r["mean"], r["std"], r["status"], digits)
+        paper = published_value(published, spec, {k: r[k] for k in row_keys}, r["dataset"], r["metric"])
+        rec[f"{col} (paper)"] = "—" if paper is None else f"{paper:.{digits}f}"
         rec["_best_" + col] = r["mean"] if r["status"] == "complete" else math.nan
         if r["status"] == "complete":
             rec["seeds"] = max(rec.get("seeds", 0), int(r["n"]))
@@ -128,6 +162,11 @@ def study_table(study, spec: StudySpec, digits: int = 2):
     table = pd.DataFrame(list(records.values()))
     if table.empty:
         return table
+    # Paper columns beside their metric, and only where the paper has numbers for these rows (not on toy).
+    for col in [c for c in table.columns if c.endswith(" (paper)")]:
+        values = table.pop(col)
+        if (values != "—").any():
+            table.insert(table.columns.get_loc(col[: -len(" (paper)")]) + 1, col, values)
     table["status"] = table.pop("_status").map(lambda s: "/".join(sorted(s)))
     seeds = table.pop("seeds") if "seeds" in table else 0
     table.insert(len(table.columns) - 1, "seeds", pd.Series(seeds, index=table.index).fillna(0).astype(int))

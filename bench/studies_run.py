@@ -479,6 +479,7 @@ class _Heartbeat:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join()
+        self.handle.forget(self.trial_id)
 
 
 def budget_left(study, spec: StudySpec) -> int:
@@ -489,12 +490,30 @@ def budget_left(study, spec: StudySpec) -> int:
     return spec.total_trials() - used
 
 
+def _pop_waiting(study) -> int | None:
+    """Move one WAITING trial to RUNNING (exactly one process succeeds per trial); retries of trials whose
+    worker died come first, since they continue from checkpoints. Returns its id, or None."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    waiting.sort(key=lambda t: ("failed_trial" not in t.system_attrs, t.number))
+    for t in waiting:
+        # The same compare-and-set Study.ask uses for its queue (SELECT ... FOR UPDATE on an RDB, the
+        # journal's ordered log otherwise): it returns False when another worker took the trial first.
+        try:
+            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return t._trial_id
+        except UpdateFinishedTrialError:
+            continue
+    return None
+
+
 def _next_trial(study, spec: StudySpec):
     """Pop a queued trial (atomic across processes), else a new one from the sampler (not for grids)."""
     import optuna
 
-    # Optuna's own queue pop (what Study.ask uses): only one process moves a WAITING trial to RUNNING.
-    trial_id = study._pop_waiting_trial_id()
+    trial_id = _pop_waiting(study)
     if trial_id is not None:
         return optuna.Trial(study, trial_id)
     if spec.is_grid:
@@ -608,6 +627,11 @@ def submit(spec: StudySpec, opts: RunOptions, *, n_workers: int, folder: str, cl
         log.warning("journal storage %s: every node must see the same file (shared filesystem); for many "
                     "nodes prefer --storage postgresql://...", handle.display)
     open_study(spec, handle, opts, coordinator=True)  # create once before fanning out
+    if handle.kind == "journal":
+        # Jobs may start in another working directory: give them absolute paths.
+        spec = dataclasses.replace(spec, storage=str(Path(handle.url).resolve()))
+        opts = dataclasses.replace(opts, out=str(Path(opts.out).resolve()),
+                                   results_dir=str(Path(opts.results_dir).resolve()))
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(name=f"bench-{spec.name}", **dict(parameters or {}))
     jobs = executor.map_array(worker_entry, [spec] * n_workers, [opts] * n_workers, list(range(n_workers)))
@@ -663,8 +687,8 @@ def finalize(study, spec: StudySpec, opts: RunOptions) -> Path:
             client.log_metric(run_id, f"best/{spec.objective.metric}", float(best["values"][0]))
         for k, v in tags.items():
             client.set_tag(run_id, k, v)
-        if state["complete"]:
-            client.set_terminated(run_id, status="FINISHED")
+        # Ended either way (bench.status says whether the study is complete); `run` reopens it to continue.
+        client.set_terminated(run_id, status="FINISHED")
     log.info("study %s: table and plots in %s (%s)", spec.study_name, out_dir,
              ", ".join(f"{k}: {'ok' if isinstance(v, Path) else v}" for k, v in plots.items()))
     return out_dir

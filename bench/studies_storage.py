@@ -148,6 +148,11 @@ class StudyStorage:
         path.touch()
         os.utime(path)
 
+    def forget(self, trial_id: int) -> None:
+        """Drop the heartbeat record of a finished trial (journal sidecar files)."""
+        if self.heartbeat_dir is not None:
+            (self.heartbeat_dir / str(trial_id)).unlink(missing_ok=True)
+
     def heartbeat_age(self, trial) -> float | None:
         """Seconds since the last heartbeat of a RUNNING journal trial (None when unknown)."""
         if self.kind != "journal":
@@ -184,8 +189,7 @@ class StudyStorage:
             log.warning("trial %d of %s: its worker is gone; marked failed and re-queued", trial.number,
                         study.study_name)
             failed.append(trial.number)
-            if self.heartbeat_dir is not None:
-                (self.heartbeat_dir / str(trial._trial_id)).unlink(missing_ok=True)
+            self.forget(trial._trial_id)
             self.on_stale(study, study._storage.get_trial(trial._trial_id))
         if self.kind == "rdb":
             import optuna

@@ -51,6 +51,9 @@ def test_qsattn_queries_is_table5_grid_against_cut():
     smoke = spec.with_options(preset="smoke")
     assert smoke.resolve({"method": "cut", "num_patches": 64})[2]["train.eval_every"] == 1
     assert spec.resolve({"method": "cut", "num_patches": 64})[2]["train.eval_every"] == 20
+    cli = smoke.with_options(overrides={"train.eval_every": "2", "num_patches": "32"})
+    assert cli.resolve({"method": "cut", "num_patches": 64})[2] == {
+        **smoke.fixed_overrides(), "train.eval_every": "2", "num_patches": 64}, "--set beats the preset, not the grid"
 
 
 def test_qsattn_ablation_variants_map_to_the_method_options():
@@ -141,3 +144,37 @@ def test_directions_default_by_metric_and_fingerprint_ignores_budget():
     assert spec.fingerprint() == spec.with_options(n_trials=99, storage="x.journal").fingerprint()
     assert spec.fingerprint() != spec.with_options(overrides={"epochs": 5}).fingerprint()
     assert spec.fingerprint() != spec.with_options(seeds=(0, 1)).fingerprint()
+
+
+def _fake_study(spec, rows):
+    """An in-memory study with finished trials: rows of (params, [per-seed fid]) ."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    study = optuna.create_study()
+    for params, fids in rows:
+        dists = {p.name: CategoricalDistribution(list(p.choices)) for p in spec.search_space if p.name in params}
+        seeds = {str(i): {"last": {"fid": v, "swd": v / 2, "epoch": 2}} for i, v in enumerate(fids)}
+        study.add_trial(optuna.create_trial(params=params, distributions=dists, value=sum(fids) / len(fids),
+                                            user_attrs={"bench:seed_metrics": seeds}))
+    return study
+
+
+def test_study_table_puts_published_numbers_beside_reproduced_ones():
+    from bench.studies_report import render, study_table
+
+    spec = load_spec(REPO / "studies" / "qsattn_queries.yaml").with_options(seeds=(0, 1))
+    study = _fake_study(spec, [({"num_patches": 64, "method": "qsattn_global"}, [50.0, 52.0]),
+                               ({"num_patches": 64, "method": "cut"}, [55.0, 57.0]),
+                               ({"num_patches": 64, "method": "qsattn_local"}, [60.0, 60.0])])
+    table = study_table(study, spec)
+    assert list(table.columns) == ["num_patches", "method", "fid", "fid (paper)", "swd", "swd (paper)", "seeds",
+                                   "status"]
+    rows = {(r.num_patches, r.method): r for r in table.itertuples()}
+    assert rows[64, "qsattn_global"].fid == "**51.00 ± 1.41**" and rows[64, "qsattn_global"][4] == "47.90"
+    assert rows[64, "cut"][4] == "52.60" and rows[64, "cut"].swd == "28.00 ± 0.71"
+    assert rows[64, "qsattn_local"][4] == "—", "the paper has no local-attention row in Table 5"
+    latex = render(table, "latex", title=spec.paper)
+    assert r"\textbf{51.00 $\pm$ 1.41}" in latex and r"\toprule" in latex
+    toy = spec.with_options(dataset="toy")
+    assert "fid (paper)" not in study_table(_fake_study(toy, [({"num_patches": 64, "method": "cut"}, [1.0])]), toy)

@@ -149,7 +149,7 @@ def test_spec_change_on_existing_study_is_refused(tmp_path):
     opts = RunOptions(tracking=False)
     open_study(spec, open_handle(spec), opts)
     changed = spec.with_options(overrides={"epochs": 5})
-    with pytest.raises(ConfigError, match="was created with other settings .*differs in: overrides"):
+    with pytest.raises(ConfigError, match="was created with other settings .*differs in: cli_overrides"):
         open_study(changed, open_handle(changed), opts)
 
 
@@ -187,6 +187,8 @@ def test_dead_worker_trial_is_failed_and_requeued_with_its_params(tmp_path):
     assert {json.dumps(t.system_attrs["fixed_params"], sort_keys=True) for t in retries} == {
         json.dumps(study.trials[n].system_attrs["fixed_params"], sort_keys=True) for n in (0, 1)}
     assert handle.fail_stale(study) == [], "a trial is failed and retried once"
+    # Retries are popped before the rest of the queue: they continue from their checkpoints.
+    assert [_next_trial(study, spec).number for _ in range(3)] == sorted(t.number for t in retries) + [3]
 
 
 def test_cli_table_status_and_errors(tmp_path, capsys):
@@ -283,7 +285,8 @@ def test_qsattn_queries_smoke_study_on_toy(tmp_path, inception_weights):
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "results" / "studies" / "qsattn_queries.toy.smoke"
     table = (out / "table.md").read_text()
-    assert "| method | num_patches | fid |" in table and "qsattn_global" in table
+    assert "| num_patches | method | fid |" in table and "| 64 | qsattn_global |" in table
     assert (out / "fid_vs_param.png").is_file()
-    runs = list((tmp_path / "runs" / "toy" / "qsattn_global").glob("seed0-qsattn_queries.smoke.trial*"))
-    assert len(runs) == 2 and all((r / "metrics.json").is_file() for r in runs)
+    runs = sorted((tmp_path / "runs" / "toy").glob("*/seed0-qsattn_queries.smoke.trial*"))
+    assert [r.parent.name for r in runs] == ["qsattn_global", "qsattn_local"]
+    assert all((r / "metrics.json").is_file() for r in runs)
