@@ -12,8 +12,9 @@ count is CUT's and official checkpoints load.
 Efficiency (the official code materialises, and backpropagates through, the whole 4096×4096 matrix of a
 64×64 map, several times over): the entropy only ranks rows, so it is computed without autograd, a block
 of rows at a time; only the selected rows of A are recomputed with autograd. Rows of a softmax are
-independent, so values and gradients equal the official ones. The local variant unfolds the map once
-(without autograd) to score every position and gathers only the selected windows with autograd.
+independent, so values and gradients equal the official ones. The local variant scores every position
+from shifted views of the padded map (the rows of the official `F.unfold`, never materialised) without
+autograd and gathers only the selected windows (unfold columns) with autograd.
 
 The official local attention (`networks_local.py`) views `F.unfold`'s channel-major (C·k², L) output as
 (L, k², C) and its gathered values as (n, k², C) straight from memory, which mixes channels and window
@@ -77,15 +78,15 @@ def attention_entropy(attn: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def entropy_from_logits(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Entropy of softmax(logits) along `dim` as logsumexp - Σ p·logit, on max-shifted logits.
+    """Entropy of softmax(logits) along `dim`, without a log-probability tensor.
 
-    Same value as `attention_entropy(softmax(logits))` without a log-probability tensor; shifting by the
-    row maximum keeps both terms small, so near-one-hot rows do not lose their entropy to cancellation.
+    With s = logits - max (so the largest p is the row's maximum and log Z = -log p_max):
+    H = log Z - Σ p·s = -log p_max - Σ p·s. Every term of Σ p·s is <= 0, so nothing cancels and
+    near-one-hot rows keep their small entropy; it is ~10x faster on CPU than logsumexp + exp.
     """
     s = logits - logits.amax(dim, keepdim=True)
-    lse = torch.logsumexp(s, dim, keepdim=True)
-    p = torch.exp(s - lse)
-    return lse.squeeze(dim) - (p * s).sum(dim)
+    p = torch.softmax(s, dim)
+    return -torch.log(p.amax(dim)) - (p * s).sum(dim)
 
 
 def max_mean_measure(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -111,14 +112,28 @@ def global_scores(x: torch.Tensor, how: str = "entropy", chunk: int = 1024) -> t
 
 @torch.no_grad()
 def local_logits(feat: torch.Tensor, window: int = 7, layout: str = "official") -> torch.Tensor:
-    """(B, C, H, W) -> (B, H*W, window²) logits of every position against its window's keys."""
+    """(B, C, H, W) -> (B, H*W, window²) logits of every position against its window's keys.
+
+    Row c·K + o of `F.unfold(feat, window, padding=window // 2)` (K = window²) is channel c shifted by
+    window offset o, so the loop runs over the K offsets with shifted views of the padded map instead of
+    materialising the (B, C·K, H·W) unfold (205 MB for a 256-channel 64×64 map) — same values, ~4x faster.
+    paper: logit o = <x, x shifted by o>; official: the unfold column read as (K, C), i.e. unfold row m
+    pairs with channel m mod C of the query and lands in logit m // C.
+    """
     B, C, H, W = feat.shape
-    K = window * window
-    unf = F.unfold(feat, kernel_size=window, padding=window // 2)  # (B, C*K, L), channel-major
-    # paper: key j of position l is the feature at window offset j; official: the same memory read as (K, C)
-    keys = unf.view(B, C, K, H * W).unbind(2) if layout == "paper" else unf.view(B, K, C, H * W).unbind(1)
-    x = feat.flatten(2)
-    return torch.stack([(k * x).sum(1) for k in keys], dim=-1)
+    K, pad = window * window, window // 2
+    padded = F.pad(feat, (pad, pad, pad, pad))
+    out = feat.new_zeros(B, K, H, W)
+    channels = torch.arange(C, device=feat.device)
+    for o in range(K):
+        dy, dx = divmod(o, window)
+        shifted = padded[:, :, dy:dy + H, dx:dx + W]
+        if layout == "paper":
+            out[:, o] = (shifted * feat).sum(1)
+        else:
+            rows = channels * K + o
+            out.index_add_(1, rows // C, shifted * feat[:, rows % C])
+    return out.flatten(2).transpose(1, 2)
 
 
 def select_queries(scores: torch.Tensor, k: int) -> torch.Tensor:
