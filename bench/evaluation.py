@@ -124,6 +124,19 @@ class Evaluator:
                 z = z.to(self.device)
             yield to_uint8(self._translate(method, x, z)), paths
 
+    @staticmethod
+    def _guarded(compute, names):
+        """Run a metric computation; when the image sets cannot support it (e.g. a test split of one image),
+        report each metric unavailable with the reason instead of losing the whole run."""
+        from bench.errors import DataError
+        from bench.metrics import MetricResult
+
+        try:
+            return compute()
+        except DataError as exc:
+            log.warning("metrics %s unavailable: %s", ", ".join(names), exc)
+            return {m: MetricResult.missing(m, str(exc)) for m in names}
+
     # ----------------------------------------------------------------- quick eval during training
     def quick(self, method, n: int, metric: str) -> dict[str, float]:
         """Translate the first `n` test inputs and score `metric` against the full reference set."""
@@ -131,7 +144,8 @@ class Evaluator:
 
         count = len(self.data.sources) if n <= 0 else min(n, len(self.data.sources))
         fakes = torch.cat([f for f, _ in self.translate_batches(method, list(range(count)))])
-        res = evaluate(self.reference_dir, fakes, metrics=(metric,), **self._metrics_kwargs())[metric]
+        res = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(metric,), **self._metrics_kwargs()),
+                            (metric,))[metric]
         if res.value is None:
             log.warning("in-training %s unavailable: %s", metric, res.unavailable)
             return {}
@@ -171,7 +185,8 @@ class Evaluator:
         results: dict[str, Any] = {}
         dist = [m for m in names if m in UNPAIRED_METRICS]
         if dist:
-            results.update(evaluate(self.reference_dir, fake_dir, metrics=tuple(dist), **self._metrics_kwargs()))
+            results.update(self._guarded(lambda: evaluate(self.reference_dir, fake_dir, metrics=tuple(dist),
+                                                          **self._metrics_kwargs()), dist))
         pair = [m for m in names if m in PAIRED_METRICS]
         if pair and self.data.aligned:
             results.update(paired_scores(self.reference_dir, fake_dir, metrics=tuple(pair)))
