@@ -189,7 +189,10 @@ class Evaluator:
                                                           **self._metrics_kwargs()), dist))
         pair = [m for m in names if m in PAIRED_METRICS]
         if pair and self.data.aligned:
-            results.update(paired_scores(self.reference_dir, fake_dir, metrics=tuple(pair)))
+            # Ground truth of exactly the translated inputs (eval.n_test may translate a subset).
+            fakes = sorted(fake_dir.glob("*.png"))
+            truth = [self.reference_dir / f.name for f in fakes]
+            results.update(self._guarded(lambda: paired_scores(truth, fakes, metrics=tuple(pair)), pair))
         seg = [m for m in names if m in SEG_METRICS]
         if seg:
             results.update(self._segmentation(fake_dir))
