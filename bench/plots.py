@@ -69,6 +69,32 @@ def save(fig, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     return paths
 
 
+#: Series beyond this many get a page-wide figure with the legend below the axes (a paper's figure*).
+INLINE_LEGEND_MAX = 5
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _width_for(n_series: int) -> float:
+    return COLUMN_WIDTH_IN if n_series <= INLINE_LEGEND_MAX else PAGE_WIDTH_IN
+
+
+def _series_style(i: int) -> dict:
+    """Colour from the default 10-colour cycle; marker and line style change with it so no two series match."""
+    return {"color": f"C{i % 10}", "marker": _MARKERS[i % len(_MARKERS)],
+            "linestyle": _LINESTYLES[(i // 10) % len(_LINESTYLES)]}
+
+
+def _legend(ax, n_series: int) -> None:
+    """Inside the axes for a few series; below them in up to four columns for many (the axes keep their size)."""
+    if n_series <= INLINE_LEGEND_MAX:
+        ax.legend(loc="best")
+    else:
+        # Called after tight_layout, so the axes keep their size; savefig(bbox_inches="tight") takes it in.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(4, -(-n_series // 6)),
+                  borderaxespad=0.0, columnspacing=1.0, handlelength=2.2)
+
+
 def _axis_label(metric: str) -> str:
     return f"{METRIC_LABELS.get(metric, metric)} ({'higher' if higher_is_better(metric) else 'lower'} is better)"
 
@@ -105,16 +131,17 @@ def plot_curves(frame, metric: str, dataset: str, direction: str):
     """One dataset: mean over seeds of `eval/<metric>` per epoch per method, with a ±std band."""
     from matplotlib.ticker import MaxNLocator
 
+    sub = frame[(frame["dataset"] == dataset) & (frame["direction"] == direction)]
+    groups = sorted(sub.groupby(["method", "preset"], sort=True), key=lambda kv: (method_order(kv[0][0]), kv[0][1]))
     with paper_style() as plt:
-        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
-        sub = frame[(frame["dataset"] == dataset) & (frame["direction"] == direction)]
+        fig, ax = plt.subplots(figsize=(_width_for(len(groups)), 2.2))
         multi_preset = sub["preset"].nunique() > 1
-        for (method, preset), g in sub.groupby(["method", "preset"], sort=True):
+        for i, ((method, preset), g) in enumerate(groups):
             stats = g.groupby("epoch")["value"].agg(["mean", "std", "count"]).reset_index()
             n = int(g["seed"].nunique())
             label = method_label(method) + (f" [{preset}]" if multi_preset else "") + f" (n={n})"
-            line, = ax.plot(stats["epoch"], stats["mean"], marker="o", label=label)
-            if n > 1:
+            line, = ax.plot(stats["epoch"], stats["mean"], label=label, **_series_style(i))
+            if n > 1 and len(groups) <= INLINE_LEGEND_MAX:  # bands of many series hide each other
                 std = stats["std"].fillna(0.0)
                 ax.fill_between(stats["epoch"], stats["mean"] - std, stats["mean"] + std, color=line.get_color(),
                                 alpha=0.2, linewidth=0)
@@ -123,9 +150,9 @@ def plot_curves(frame, metric: str, dataset: str, direction: str):
         ax.set_ylabel(_axis_label(metric))
         ax.set_title(f"{dataset_label(dataset, direction)}: held-out {METRIC_LABELS.get(metric, metric)} during "
                      "training")
-        ax.legend(loc="best")
         ax.grid(True, linewidth=0.3, alpha=0.5)
         fig.tight_layout()
+        _legend(ax, len(groups))
     return fig
 
 
@@ -169,20 +196,24 @@ def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[t
     param = param[len("method."):] if param.startswith("method.") else param
     if param not in params:
         raise UsageError(f"--param {param!r} was not swept in this study (swept: {', '.join(params)})")
+    n_series = frame.groupby(["method", "dataset", "direction"]).ngroups
     with paper_style() as plt:
-        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.2))
+        fig, ax = plt.subplots(figsize=(_width_for(n_series), 2.2))
         values = [p.get(param) for p in frame["params"]]
         numeric = all(_as_number(v) is not None for v in values)
         categories = sorted(set(values), key=lambda v: (_as_number(v) is None, _as_number(v) or 0, v))
         position = {v: (_as_number(v) if numeric else i) for i, v in enumerate(categories)}
-        for (method, dataset, direction), g in frame.groupby(["method", "dataset", "direction"]):
+        n_entries = 0
+        for i, ((method, dataset, direction), g) in enumerate(frame.groupby(["method", "dataset", "direction"])):
             g = g.assign(x=[position[p.get(param)] for p in g["params"]]).sort_values("x")
             label = f"{method_label(method)}, {dataset_label(dataset, direction)}"
-            bars = ax.errorbar(g["x"], g["mean"], yerr=g["std"], marker="o", capsize=2, label=label)
+            bars = ax.errorbar(g["x"], g["mean"], yerr=g["std"], capsize=2, label=label, **_series_style(i))
+            n_entries += 1
             color = bars[0].get_color()
             if baseline and (method, dataset) in baseline:
                 mean, _ = baseline[(method, dataset)]
                 ax.axhline(mean, color=color, linestyle="--", linewidth=0.8, label=f"{method_label(method)} default")
+                n_entries += 1
             if published is not None and len(published):
                 pub = published[(published["method"] == method) & (published["dataset"] == dataset)
                                 & (published["direction"] == direction) & (published["metric"] == metric)]
@@ -195,6 +226,7 @@ def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[t
                 if xs:
                     ax.plot(xs, ys, linestyle="none", marker="s", markerfacecolor="none", color=color,
                             label=f"{method_label(method)} (paper)")
+                    n_entries += 1
         if numeric:
             xs = sorted(position.values())
             if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
@@ -207,9 +239,9 @@ def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[t
             ax.set_xticklabels(categories)
         ax.set_xlabel(param)
         ax.set_ylabel(f"{select} {_axis_label(metric)}")
-        ax.legend(loc="best")
         ax.grid(True, linewidth=0.3, alpha=0.5)
         fig.tight_layout()
+        _legend(ax, n_entries)
     return fig, param
 
 
@@ -251,11 +283,18 @@ def qualitative_grid(images: Mapping[str, Mapping[str, Path]], inputs: Mapping[s
     from PIL import Image
 
     columns = ["Input", *images]
+    labels = [name if c == 0 else method_label(name) for c, name in enumerate(columns)]
     # Images at most ~0.9 in: a two-column grid should not become a page-tall figure.
     cell = min((COLUMN_WIDTH_IN if len(columns) <= 5 else PAGE_WIDTH_IN) / len(columns), 0.9)
     width = cell * len(columns)
-    # Room above the first row for the (wrapped, up to 2-line) column titles and the figure title.
-    head = 0.32 + (0.14 if title else 0.0)
+    # Titles wrap to two lines above wide cells; in narrow cells (many methods) they stand vertically.
+    vertical = cell < 0.55
+    title_pt = FONT_PT - 1 if not vertical else FONT_PT - 2
+    if vertical:
+        head = 0.08 + max(len(label) for label in labels) * title_pt * 0.55 / 72
+    else:
+        head = 0.32
+    head += 0.14 if title else 0.0
     height = cell * len(stems) + head
     with paper_style() as plt:
         fig, axes = plt.subplots(len(stems), len(columns), figsize=(width, height), squeeze=False)
@@ -270,9 +309,10 @@ def qualitative_grid(images: Mapping[str, Mapping[str, Path]], inputs: Mapping[s
                 ax.set_yticks([])
                 for spine in ax.spines.values():
                     spine.set_visible(False)
-                if r == 0:
-                    label = name if c == 0 else method_label(name)
-                    ax.set_title("\n".join(textwrap.wrap(label, 12)), fontsize=FONT_PT - 1, pad=2)
+                if r == 0 and vertical:
+                    ax.set_title(labels[c], fontsize=title_pt, pad=2, rotation=90, va="bottom")
+                elif r == 0:
+                    ax.set_title("\n".join(textwrap.wrap(labels[c], 12)), fontsize=title_pt, pad=2)
         if title:
             fig.suptitle(title, fontsize=FONT_PT, y=1.0 - 0.02 / height, va="top")
     return fig
