@@ -402,5 +402,5 @@ def make_figures(out_dir: str | Path, *, metric: str = "fid", tracking_uri: str 
     return written
 
 
-__all__ = ["COLUMN_WIDTH_IN", "FONT_PT", "curves_frame", "fetch_test_images", "grid_from_runs", "make_figures",
+__all__ = ["COLUMN_WIDTH_IN", "FONT_PT", "PAGE_WIDTH_IN", "curves_frame", "fetch_test_images", "grid_from_runs", "make_figures",
            "metric_histories", "paper_style", "plot_curves", "plot_sweep", "qualitative_grid", "save", "sweep_frame"]

@@ -9,6 +9,7 @@ from bench.errors import DataError, UsageError
 from bench.plots import (
     COLUMN_WIDTH_IN,
     FONT_PT,
+    PAGE_WIDTH_IN,
     curves_frame,
     grid_from_runs,
     make_figures,
@@ -40,10 +41,27 @@ def test_curves_mean_over_seeds(tracked):
     ax = fig.axes[0]
     assert fig.get_size_inches()[0] == pytest.approx(COLUMN_WIDTH_IN)
     assert ax.xaxis.label.get_size() == FONT_PT
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["CUT (n=3)", "CycleGAN (n=3)",
+    # Series in the papers' method order, as the tables' rows.
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["CycleGAN (n=3)", "CUT (n=3)",
                                                                    "QS-Attn (Global) (n=3)"]
-    y = ax.lines[0].get_ydata()  # CUT: mean of the three seeds at each epoch
+    y = ax.lines[1].get_ydata()  # CUT: mean of the three seeds at each epoch
     assert y[0] == pytest.approx(cut[cut["epoch"] == 1]["value"].mean())
+
+
+def test_curves_with_many_methods_keep_the_axes_and_tell_series_apart():
+    import pandas as pd
+
+    methods = [f"m{i:02d}" for i in range(21)]
+    frame = pd.DataFrame([{"method": m, "preset": "smoke", "dataset": "toy", "direction": "d", "seed": s,
+                           "epoch": e, "value": 100.0 + i + s + e}
+                          for i, m in enumerate(methods) for s in (0, 1) for e in (1, 2)])
+    fig = plot_curves(frame, "fid", "toy", "d")
+    ax = fig.axes[0]
+    assert fig.get_size_inches()[0] == pytest.approx(PAGE_WIDTH_IN)
+    assert ax.get_position().height > 0.5  # the legend sits below the axes instead of squeezing them
+    assert len(ax.get_legend().get_texts()) == 21
+    styles = {(line.get_color(), line.get_marker(), line.get_linestyle()) for line in ax.lines}
+    assert len(styles) == 21
 
 
 def test_sweep_with_error_bars(tracked):
