@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--run", help="a finished run folder (config.json, eval/<tag>/fake, eval/reference)")
     src.add_argument("--tag", default="last", help="with --run: which evaluation to re-score (last, best; default last)")
     src.add_argument("--metrics", default=None,
-                     help=f"comma-separated: fid,kid,swd (default), l1,psnr,ssim, miou,pixel_acc,class_acc (or seg)")
+                     help="comma-separated: fid,kid,swd (default), l1,psnr,ssim, miou,pixel_acc,class_acc (or seg)")
     opt = p.add_argument_group("protocol")
     opt.add_argument("--protocol", default=None, help="legacy_pytorch (pytorch-fid, default) or clean (clean-fid resize)")
     opt.add_argument("--inception-weights", default=None,

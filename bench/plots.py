@@ -13,7 +13,7 @@ import os
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from bench.errors import DataError, UsageError
 from bench.tables import (

@@ -7,10 +7,8 @@ A crashed run ends FAILED in MLflow with its error, and `--resume` continues it 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import os
 import subprocess
 import time
 import traceback
@@ -23,7 +21,7 @@ import torch
 from bench import seeding
 from bench.checkpoint import atomic_write_json
 from bench.config import RESUMABLE_TRAIN_FIELDS, SECTIONS, RunConfig, build_section, split_overrides
-from bench.errors import BenchError, ConfigError, DataError
+from bench.errors import BenchError, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -100,8 +100,11 @@ class Method:
         self.epoch = epoch
 
     def data_jitter(self, epoch: int) -> bool:
-        """Whether the training data uses load->crop jitter this epoch (CUT family stop it in the decay phase)."""
-        return True
+        """Whether the training data uses load->crop jitter this epoch.
+
+        Configs with `finetune_no_jitter` (the CUT family) stop it in the decay phase, after n_epochs.
+        """
+        return not (getattr(self.cfg, "finetune_no_jitter", False) and epoch > self.cfg.n_epochs)
 
     def max_iterations(self) -> int:
         """An iteration budget that ends training (NICE-GAN, MUNIT count iterations, not epochs); 0 = none."""

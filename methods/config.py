@@ -80,6 +80,53 @@ class MethodConfig:
         return dataclasses.asdict(self)
 
 
+NET_D_CHOICES = ("basic", "n_layers", "pixel")
+NORM_CHOICES = ("instance", "batch", "none")
+GAN_MODES = ("lsgan", "vanilla", "wgangp", "nonsaturating", "hinge")
+
+
+@dataclass(frozen=True)
+class CUTFamilyConfig(MethodConfig):
+    """The CUT code base's networks and schedule, shared by CUT/FastCUT, DCLGAN/SimDCL, QS-Attn, EnCo, F/LSeSim.
+
+    Anti-aliased ResNet-9 generator and 70x70 PatchGAN, xavier(0.02) init, 200 + 200 epochs
+    (taesungp/contrastive-unpaired-translation@b3ac297 options; reference/methods.md §2.4).
+    """
+
+    n_epochs: int = 200
+    n_epochs_decay: int = 200
+    init_type: str = "xavier"
+    n_blocks: int = 9
+    netD: str = "basic"
+    n_layers_D: int = 3
+    norm: str = "instance"
+    antialias: bool = True
+    antialias_up: bool = True
+    gan_mode: str = "lsgan"
+    #: CUT's unaligned_dataset.py stops the load->crop jitter after n_epochs (the decay phase).
+    finetune_no_jitter: bool = True
+
+    CHOICES: typing.ClassVar[dict[str, tuple]] = {**MethodConfig.CHOICES, "netD": NET_D_CHOICES,
+                                                  "norm": NORM_CHOICES, "gan_mode": GAN_MODES}
+
+    @property
+    def generator_layers(self) -> int:
+        """Number of modules in the ResNet generator's `model` Sequential (what nce_layers index)."""
+        down = 4 if self.antialias else 3
+        up = 4 if self.antialias_up else 3
+        return 4 + 2 * down + self.n_blocks + 2 * up + 3
+
+    def check_generator_layers(self, name: str, layers: tuple[int, ...]) -> None:
+        n = self.generator_layers
+        if not layers or any(not 0 <= i < n for i in layers):
+            raise ConfigError(f"{name} {list(layers)}: each must index the generator's {n} layers (0..{n - 1})")
+
+    def check_at_least(self, minimum: int | float, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) < minimum:
+                raise ConfigError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+
+
 def _check_type(owner: str, name: str, value: Any, hint: Any) -> None:
     origin = typing.get_origin(hint)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":

@@ -16,28 +16,17 @@ from typing import ClassVar
 import torch
 
 from methods.base import Method, adam, set_requires_grad
-from methods.config import MethodConfig
+from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
 from methods.nets.heads import PatchSampleF
 from methods.nets.init import init_weights
 from methods.nets.patchgan import define_D
 from methods.nets.resnet import ResnetGenerator
-from bench.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class CUTConfig(MethodConfig):
-    n_epochs: int = 200
-    n_epochs_decay: int = 200
-    init_type: str = "xavier"
-    n_blocks: int = 9
-    netD: str = "basic"
-    n_layers_D: int = 3
-    norm: str = "instance"
-    antialias: bool = True
-    antialias_up: bool = True
-    gan_mode: str = "lsgan"
+class CUTConfig(CUTFamilyConfig):
     lambda_GAN: float = 1.0
     lambda_NCE: float = 1.0
     nce_idt: bool = True
@@ -48,22 +37,13 @@ class CUTConfig(MethodConfig):
     netF_nc: int = 256
     nce_includes_all_negatives_from_minibatch: bool = False
     flip_equivariance: bool = False
-    #: CUT-family datasets stop the load->crop jitter after n_epochs (unaligned_dataset.py).
-    finetune_no_jitter: bool = True
 
-    CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
-                               "norm": ("instance", "batch", "none"),
-                               "gan_mode": ("lsgan", "vanilla", "wgangp", "nonsaturating", "hinge"),
-                               "netF": ("mlp_sample", "sample")}
+    CHOICES: ClassVar[dict] = {**CUTFamilyConfig.CHOICES, "netF": ("mlp_sample", "sample")}
 
     def validate(self) -> None:
         super().validate()
-        n_model = 4 + 2 * (4 if self.antialias else 3) + self.n_blocks + 2 * (4 if self.antialias_up else 3) + 3
-        bad = [i for i in self.nce_layers if not 0 <= i < n_model]
-        if bad or not self.nce_layers:
-            raise ConfigError(f"nce_layers {list(self.nce_layers)}: each must index the generator's {n_model} layers")
-        if self.num_patches < 1:
-            raise ConfigError(f"num_patches must be >= 1, got {self.num_patches}")
+        self.check_generator_layers("nce_layers", self.nce_layers)
+        self.check_at_least(1, "num_patches")
 
 
 @dataclass(frozen=True)
@@ -106,9 +86,6 @@ class CUT(Method):
         if self.cfg.netF == "mlp_sample":
             opts["F"] = adam(self.nets["netF"].parameters(), self.cfg)
         return opts
-
-    def data_jitter(self, epoch: int) -> bool:
-        return not (self.cfg.finetune_no_jitter and epoch > self.cfg.n_epochs)
 
     # ----------------------------------------------------------------- losses
     def nce_loss(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool) -> torch.Tensor:

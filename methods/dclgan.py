@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from bench.errors import ConfigError
 from methods.base import Method, adam, set_requires_grad
-from methods.config import MethodConfig
+from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
 from methods.losses.similarity import REDUCTIONS, similarity_loss
@@ -54,16 +54,7 @@ from methods.nets.resnet import ResnetGenerator
 
 
 @dataclass(frozen=True)
-class DCLGANConfig(MethodConfig):
-    n_epochs: int = 200
-    n_epochs_decay: int = 200
-    init_type: str = "xavier"
-    n_blocks: int = 9
-    netD: str = "basic"
-    n_layers_D: int = 3
-    norm: str = "instance"
-    antialias: bool = True
-    antialias_up: bool = True
+class DCLGANConfig(CUTFamilyConfig):
     gan_mode: str = "hinge"
     lambda_GAN: float = 1.0
     lambda_NCE: float = 2.0
@@ -83,25 +74,15 @@ class DCLGANConfig(MethodConfig):
     pool_size: int = 0
     #: 'adam_default' (code: lr 1e-3, betas 0.9/0.999) or 'as_G' (lr and betas of G and D).
     F_optimizer: str = "adam_default"
-    #: CUT-family datasets stop the load->crop jitter after n_epochs (unaligned_dataset.py).
-    finetune_no_jitter: bool = True
 
-    CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
-                               "norm": ("instance", "batch", "none"),
-                               "gan_mode": ("lsgan", "vanilla", "wgangp", "nonsaturating", "hinge"),
-                               "netF": ("mlp_sample", "sample"), "F_optimizer": ("adam_default", "as_G"),
-                               "nce_similarity": ("cosine", "dot")}
+    CHOICES: ClassVar[dict] = {**CUTFamilyConfig.CHOICES, "netF": ("mlp_sample", "sample"),
+                               "F_optimizer": ("adam_default", "as_G"), "nce_similarity": ("cosine", "dot")}
 
     def validate(self) -> None:
         super().validate()
-        n_model = 4 + 2 * (4 if self.antialias else 3) + self.n_blocks + 2 * (4 if self.antialias_up else 3) + 3
-        bad = [i for i in self.nce_layers if not 0 <= i < n_model]
-        if bad or not self.nce_layers:
-            raise ConfigError(f"nce_layers {list(self.nce_layers)}: each must index the generator's {n_model} layers")
-        if self.num_patches < 1:
-            raise ConfigError(f"num_patches must be >= 1, got {self.num_patches}")
-        if self.pool_size < 0:
-            raise ConfigError(f"pool_size must be >= 0, got {self.pool_size}")
+        self.check_generator_layers("nce_layers", self.nce_layers)
+        self.check_at_least(1, "num_patches")
+        self.check_at_least(0, "pool_size")
 
 
 @dataclass(frozen=True)
@@ -182,9 +163,6 @@ class DCLGAN(Method):
             # Follows JunlinHan/DCLGAN@abb805c:models/dcl_model.py: Adam(F1+F2) with PyTorch's defaults.
             opts["F"] = torch.optim.Adam(heads) if c.F_optimizer == "adam_default" else adam(heads, c)
         return opts
-
-    def data_jitter(self, epoch: int) -> bool:
-        return not (self.cfg.finetune_no_jitter and epoch > self.cfg.n_epochs)
 
     # ----------------------------------------------------------------- losses
     def encode(self, G: str, x: torch.Tensor) -> list[torch.Tensor]:

@@ -27,7 +27,7 @@ from torch import nn
 
 from bench.errors import ConfigError, UsageError
 from methods.base import Method, adam, set_requires_grad
-from methods.config import MethodConfig
+from methods.config import CUTFamilyConfig, MethodConfig
 from methods.losses.byol import multilayer_byol_loss
 from methods.losses.gan import gan_loss
 from methods.nets.heads import flatten_feature, l2_normalize
@@ -38,19 +38,9 @@ from methods.nets.resnet import ResnetGenerator
 
 
 @dataclass(frozen=True)
-class EnCoConfig(MethodConfig):
+class EnCoConfig(CUTFamilyConfig):
     """EnCo-pytorch@0d404a7 code defaults (models/enco_model.py, options/base_options.py)."""
 
-    n_epochs: int = 200
-    n_epochs_decay: int = 200
-    init_type: str = "xavier"
-    n_blocks: int = 9
-    netD: str = "basic"
-    n_layers_D: int = 3
-    norm: str = "instance"
-    antialias: bool = True
-    antialias_up: bool = True
-    gan_mode: str = "lsgan"
     lambda_GAN: float = 1.0
     #: Weight of the encoder-decoder (BYOL) content loss; the official option keeps CUT's name.
     lambda_NCE: float = 1.0
@@ -79,13 +69,8 @@ class EnCoConfig(MethodConfig):
     pool_size: int = 0
     #: Independent random horizontal flips of real_A and real_B in the step (plain augmentation).
     flip_equivariance: bool = False
-    #: CUT-family datasets stop the load->crop jitter after n_epochs (unaligned_dataset.py).
-    finetune_no_jitter: bool = True
 
-    CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
-                               "norm": ("instance", "batch", "none"),
-                               "gan_mode": ("lsgan", "vanilla", "wgangp", "nonsaturating", "hinge"),
-                               "prj_norm": ("BN", "LN", "None")}
+    CHOICES: ClassVar[dict] = {**CUTFamilyConfig.CHOICES, "prj_norm": ("BN", "LN", "None")}
 
     def validate(self) -> None:
         super().validate()
@@ -97,14 +82,11 @@ class EnCoConfig(MethodConfig):
         if not self.nce_layers or len(self.nce_layers) % 2:
             raise ConfigError(f"nce_layers {list(self.nce_layers)}: need an even number of indices "
                               "(encoder layers, then the decoder layers paired in reverse order)")
-        if self.num_patches < 1:
-            raise ConfigError(f"num_patches must be >= 1, got {self.num_patches}")
-        if self.oversample_ratio < 1:
-            raise ConfigError(f"oversample_ratio must be >= 1, got {self.oversample_ratio}")
+        self.check_generator_layers("nce_layers", self.nce_layers)
+        self.check_at_least(1, "num_patches", "oversample_ratio")
+        self.check_at_least(0, "pool_size")
         if not 0.0 <= self.random_ratio <= 1.0:
             raise ConfigError(f"random_ratio must be in [0, 1], got {self.random_ratio}")
-        if self.pool_size < 0:
-            raise ConfigError(f"pool_size must be >= 0, got {self.pool_size}")
 
     @property
     def layer_pairs(self) -> list[tuple[int, int]]:
@@ -199,10 +181,6 @@ def _layer_shapes(cfg: EnCoConfig, layers: Sequence[int]) -> list[tuple[int, ...
     with torch.device("meta"):
         G = ResnetGenerator(3, 3, cfg.ngf, cfg.n_blocks, cfg.norm, False, antialias=cfg.antialias,
                             antialias_up=cfg.antialias_up)
-        n_model = len(G.model)
-        bad = [i for i in layers if not 0 <= i < n_model]
-        if bad:
-            raise ConfigError(f"nce_layers {list(cfg.nce_layers)}: each must index the generator's {n_model} layers")
         _, feats = G(torch.zeros(1, 3, 64, 64), sorted(set(layers)))
     by_index = dict(zip(sorted(set(layers)), (tuple(f.shape[1:]) for f in feats)))
     return [by_index[i] for i in layers]
@@ -241,9 +219,6 @@ class EnCo(Method):
         c, n = self.cfg, self.nets
         return {"G": adam(n["netG"].parameters(), c, lr=c.lr_G), "F": adam(n["netF"].parameters(), c, lr=c.lr_F),
                 "D": adam(n["netD"].parameters(), c, lr=c.lr_D)}
-
-    def data_jitter(self, epoch: int) -> bool:
-        return not (self.cfg.finetune_no_jitter and epoch > self.cfg.n_epochs)
 
     def idt_active(self) -> bool:
         """Identity term on in this epoch (epochs 1..stop_idt_epochs; stop_idt_epochs<0 means n_epochs)."""

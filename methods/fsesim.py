@@ -29,7 +29,7 @@ from torch import nn
 
 from bench.errors import CheckpointError, ConfigError, UsageError
 from methods.base import Method, adam, set_requires_grad
-from methods.config import MethodConfig
+from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.spatial import LOSS_MODES, spatial_correlative_loss
 from methods.nets.image_pool import ImagePool
@@ -46,20 +46,12 @@ RANDOM_VGG = "random"
 
 
 @dataclass(frozen=True)
-class FSeSimConfig(MethodConfig):
+class FSeSimConfig(CUTFamilyConfig):
     """F-LSeSim@6ca7883 code defaults (options/*.py, models/sc_model.py)."""
 
-    n_epochs: int = 200
-    n_epochs_decay: int = 200
     lr: float = 1e-4
-    init_type: str = "xavier"
-    n_blocks: int = 9
-    netD: str = "basic"
-    n_layers_D: int = 3
-    norm: str = "instance"
-    antialias: bool = True
-    antialias_up: bool = True
-    gan_mode: str = "lsgan"
+    #: F-LSeSim's unaligned_dataset.py keeps the load->crop jitter all along (the comment is there, the code not).
+    finetune_no_jitter: bool = False
     pool_size: int = 50
     #: VGG16 slices (0 = relu1_1 ... 12 = relu5_3); 4, 7, 9 = relu3_1, relu4_1, relu4_3.
     attn_layers: tuple[int, ...] = (4, 7, 9)
@@ -84,10 +76,7 @@ class FSeSimConfig(MethodConfig):
     #: Train with a randomly initialised VGG16 when the ImageNet weights are absent (tests, smoke runs).
     allow_random_vgg: bool = False
 
-    CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
-                               "norm": ("instance", "batch", "none"),
-                               "gan_mode": ("lsgan", "vanilla", "wgangp", "nonsaturating", "hinge"),
-                               "loss_mode": LOSS_MODES}
+    CHOICES: ClassVar[dict] = {**CUTFamilyConfig.CHOICES, "loss_mode": LOSS_MODES}
 
     def validate(self) -> None:
         super().validate()

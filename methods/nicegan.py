@@ -38,7 +38,6 @@ allocator); light fits in 8-12 GB (the official README: use `--light True` when 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F

@@ -1,6 +1,5 @@
 """Configs: paper defaults, presets, typed overrides, clear errors; schedules; checkpoints; seeding."""
 
-import os
 import random
 
 import numpy as np

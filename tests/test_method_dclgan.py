@@ -111,7 +111,7 @@ def test_dual_nce_wiring():
     m.contrastive_terms(real_A, fake_B, real_B, fake_A)
     order = [c[0] for c in calls]
     assert order == ["netG_B", "netG_A", "netF1", "netF2", "netG_A", "netG_B", "netF2", "netF1"]
-    (gq1, (x_q1, *_), feats_q1), (gk1, (x_k1, *_), feats_k1) = calls[0], calls[1]
+    (_, (x_q1, *_), feats_q1), (_, (x_k1, *_), feats_k1) = calls[0], calls[1]
     assert torch.equal(x_q1, fake_B) and torch.equal(x_k1, real_A)
     f1, f2 = calls[2], calls[3]
     assert f1[1][0] is feats_k1 and f1[1][2] is None  # F1 samples G_A(real A) at fresh positions

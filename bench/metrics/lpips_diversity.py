@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Union
 import numpy as np
 import torch
 
-from bench.errors import MetricUnavailable, UsageError
+from bench.errors import UsageError
 from bench.metrics.protocol import fingerprint, sha256_file, weights_sha256
 from bench.metrics.result import MetricResult
 
