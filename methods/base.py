@@ -184,8 +184,14 @@ def set_requires_grad(nets, flag: bool) -> None:
 
 
 def adam(params, cfg: MethodConfig, lr: float | None = None, **kw) -> torch.optim.Adam:
-    """Adam with the config's betas (0.5, 0.999 in every official repo)."""
+    """Adam with the config's betas (0.5, 0.999 in most official repos) and weight decay (0 unless declared)."""
+    kw.setdefault("weight_decay", getattr(cfg, "weight_decay", 0.0))
     return torch.optim.Adam(params, lr=cfg.lr if lr is None else lr, betas=(cfg.beta1, cfg.beta2), **kw)
+
+
+def parameters_of(*nets: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of several nets as one list, for an optimiser that steps them together."""
+    return [p for net in nets for p in net.parameters()]
 
 
 Callback = Callable[..., Any]

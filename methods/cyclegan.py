@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from methods.base import Method, adam, set_requires_grad
+from methods.base import Method, adam, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.image_pool import ImagePool
@@ -68,8 +68,8 @@ class CycleGAN(Method):
     def make_optimizers(self):
         n = self.nets
         return {
-            "G": adam(list(n["netG_A"].parameters()) + list(n["netG_B"].parameters()), self.cfg),
-            "D": adam(list(n["netD_A"].parameters()) + list(n["netD_B"].parameters()), self.cfg),
+            "G": adam(parameters_of(n["netG_A"], n["netG_B"]), self.cfg),
+            "D": adam(parameters_of(n["netD_A"], n["netD_B"]), self.cfg),
         }
 
     def train_step(self, batch):

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, set_requires_grad
+from methods.base import Method, adam, parameters_of, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
@@ -156,8 +156,8 @@ class DCLGAN(Method):
 
     def make_optimizers(self):
         n, c = self.nets, self.cfg
-        opts = {"G": adam(list(n["netG_A"].parameters()) + list(n["netG_B"].parameters()), c),
-                "D": adam(list(n["netD_A"].parameters()) + list(n["netD_B"].parameters()), c)}
+        opts = {"G": adam(parameters_of(n["netG_A"], n["netG_B"]), c),
+                "D": adam(parameters_of(n["netD_A"], n["netD_B"]), c)}
         heads = [p for k in self.head_keys() for p in n[k].parameters()]
         if heads:
             # Follows JunlinHan/DCLGAN@abb805c:models/dcl_model.py: Adam(F1+F2) with PyTorch's defaults.

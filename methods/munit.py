@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError, UsageError
-from methods.base import Method, set_requires_grad
+from methods.base import Method, adam, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import multiscale_gan_loss
 from methods.nets.init import init_weights
@@ -149,11 +149,8 @@ class MUNIT(Method):
     def make_optimizers(self):
         n, c = self.nets, self.cfg
 
-        def adam(params):
-            return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
-
-        return {"gen": adam([*n["gen_a"].parameters(), *n["gen_b"].parameters()]),
-                "dis": adam([*n["dis_a"].parameters(), *n["dis_b"].parameters()])}
+        return {"gen": adam(parameters_of(n["gen_a"], n["gen_b"]), c),
+                "dis": adam(parameters_of(n["dis_a"], n["dis_b"]), c)}
 
     # ----------------------------------------------------------------- training
     def _random_style(self, n: int) -> torch.Tensor:

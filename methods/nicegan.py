@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError, UsageError
-from methods.base import Method, set_requires_grad
+from methods.base import Method, adam, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.init import init_weights
@@ -158,12 +158,9 @@ class NICEGAN(Method):
     def make_optimizers(self):
         n, c = self.nets, self.cfg
 
-        def adam(params):
-            return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
-
         # G_optim holds the generators only: the encoders (in disA/disB) are updated by D_optim alone.
-        return {"G": adam([*n["gen2B"].parameters(), *n["gen2A"].parameters()]),
-                "D": adam([*n["disA"].parameters(), *n["disB"].parameters()])}
+        return {"G": adam(parameters_of(n["gen2B"], n["gen2A"]), c),
+                "D": adam(parameters_of(n["disA"], n["disB"]), c)}
 
     # ----------------------------------------------------------------- training
     def train_step(self, batch):
