@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 from torch import nn
 
+from bench.errors import UsageError
 from methods.config import MethodConfig, apply_overrides
 
 # Sizes and schedule lengths for a CPU smoke run. Applied only to the fields a method's config has.
@@ -120,8 +121,21 @@ class Method:
     # ----------------------------------------------------------------- inference
     @torch.no_grad()
     def translate(self, x: torch.Tensor, z: torch.Tensor | None = None, direction: str = "AtoB") -> torch.Tensor:
-        """Translate a batch in [-1,1]; `z` for multimodal methods (None draws a random code)."""
-        raise NotImplementedError
+        """Translate a batch in [-1,1]; `z` for multimodal methods (None draws a random code).
+
+        The default serves one-way methods with a single generator `netG` (CUT, EnCo, F/LSeSim, ...).
+        """
+        self.check_direction(direction)
+        if "netG" not in self.nets:
+            raise NotImplementedError(f"{type(self).__name__} has no netG: it must implement translate()")
+        return self.nets["netG"](x.to(self.device))
+
+    def check_direction(self, direction: str) -> None:
+        """AtoB always; BtoA only for two-way methods (one run trains both generators)."""
+        allowed = ("AtoB", "BtoA") if self.two_way else ("AtoB",)
+        if direction not in allowed:
+            kind = "two-way" if self.two_way else "one-way (A->B)"
+            raise UsageError(f"{self.name} is {kind}; direction={direction!r} is not available")
 
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """Random latent codes for multimodal methods (None for deterministic methods)."""

@@ -339,8 +339,7 @@ class Pix2PixNoise(Method):
     @torch.no_grad()
     def translate(self, x, z=None, direction="AtoB"):
         """G(x, z) in eval mode; z=None draws one code per input from the prior."""
-        if direction != "AtoB":
-            raise UsageError(f"{self.name} is one-way (A->B); it cannot translate {direction}")
+        self.check_direction(direction)
         x = x.to(self.device)
         z = self.sample_z(x.size(0)) if z is None else z.to(self.device)
         if z.shape != (x.size(0), self.cfg.nz):

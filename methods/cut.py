@@ -144,12 +144,6 @@ class CUT(Method):
             out["NCE_Y"] = loss_NCE_Y
         return {k: v.detach() for k, v in out.items()}
 
-    @torch.no_grad()
-    def translate(self, x, z=None, direction="AtoB"):
-        if direction != "AtoB":
-            raise ValueError(f"{self.name} is one-way (A->B)")
-        return self.nets["netG"](x.to(self.device))
-
 
 class FastCUT(CUT):
     Config = FastCUTConfig

@@ -113,6 +113,7 @@ class CycleGAN(Method):
 
     @torch.no_grad()
     def translate(self, x, z=None, direction="AtoB"):
+        self.check_direction(direction)
         net = self.nets["netG_A" if direction == "AtoB" else "netG_B"]
         return net(x.to(self.device))
 

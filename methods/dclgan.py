@@ -262,8 +262,7 @@ class DCLGAN(Method):
     # ----------------------------------------------------------------- inference and state
     @torch.no_grad()
     def translate(self, x, z=None, direction="AtoB"):
-        if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        self.check_direction(direction)
         return self.nets["netG_A" if direction == "AtoB" else "netG_B"](x.to(self.device))
 
     def extra_state(self):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError, UsageError
+from bench.errors import ConfigError
 from methods.base import Method, adam, set_requires_grad
 from methods.config import CUTFamilyConfig, MethodConfig
 from methods.losses.byol import multilayer_byol_loss
@@ -314,12 +314,6 @@ class EnCo(Method):
         out = {"D_real": loss_D_real, "D_fake": loss_D_fake, "G_GAN": loss_G_GAN, "BYOL": loss_BYOL,
                "BYOL_Y": loss_BYOL_Y, "G": loss_G}
         return {k: v.detach() for k, v in out.items()}
-
-    @torch.no_grad()
-    def translate(self, x, z=None, direction="AtoB"):
-        if direction != "AtoB":
-            raise UsageError(f"{self.name} is one-way (A->B); direction={direction!r} is not available")
-        return self.nets["netG"](x.to(self.device))
 
     def extra_state(self):
         return {"fake_pool": self.fake_pool.state_dict()}

@@ -274,12 +274,6 @@ class FSeSim(Method):
             set_requires_grad(n["netF"], True)
         return {k: v.detach() for k, v in out.items()}
 
-    @torch.no_grad()
-    def translate(self, x, z=None, direction="AtoB"):
-        if direction != "AtoB":
-            raise UsageError(f"{self.name} is one-way (A->B); direction={direction!r} is not available")
-        return self.nets["netG"](x.to(self.device))
-
     # ----------------------------------------------------------------- state
     def extra_state(self):
         # The VGG16 itself is not saved: the record names the file (by sha256) or the fixed-seed random net.

@@ -229,8 +229,7 @@ class MUNIT(Method):
     @torch.no_grad()
     def translate(self, x, z=None, direction="AtoB"):
         """Content of `x` from its domain, style `z` (n, style_dim[, 1, 1]) or a random one, decoded in the other."""
-        if direction not in ("AtoB", "BtoA"):
-            raise UsageError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        self.check_direction(direction)
         src, dst = ("gen_a", "gen_b") if direction == "AtoB" else ("gen_b", "gen_a")
         x = x.to(self.device)
         if z is None:

@@ -239,8 +239,7 @@ class NICEGAN(Method):
     @torch.no_grad()
     def translate(self, x, z=None, direction="AtoB"):
         """A->B: gen2B(encoder of disA(x)); B->A: gen2A(encoder of disB(x))."""
-        if direction not in ("AtoB", "BtoA"):
-            raise UsageError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        self.check_direction(direction)
         size = self.cfg.crop_size
         if not self.cfg.light and tuple(x.shape[-2:]) != (size, size):
             raise UsageError(f"full NICE-GAN translates only {size}×{size} images (its FC layer is sized for "

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError, UsageError
+from bench.errors import ConfigError
 from methods.base import Method, adam, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
@@ -156,8 +156,7 @@ class Pix2Pix(Method):
     @torch.no_grad()
     def translate(self, x, z=None, direction="AtoB"):
         """G(x) with the configured test behaviour (official: dropout + per-image batch statistics)."""
-        if direction != "AtoB":
-            raise UsageError(f"{self.name} is one-way (A->B); it cannot translate {direction}")
+        self.check_direction(direction)
         G, x = self.nets["netG"], x.to(self.device)
         if not self.cfg.test_mode_train_bn:
             with eval_mode(G):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import methods
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UsageError
 from methods.nets.attention import (QSAttnOptions, QSAttnSampleF, attention_entropy, entropy_from_logits,
                                     gather_windows, global_scores, local_attention_rows, local_logits,
                                     max_mean_measure, route_local, select_queries)
@@ -192,7 +192,7 @@ def test_smoke_build_presets_the_mode_and_trains(name, mode):
     assert not stale, stale
     x = make_batch(seed=2)["A"]
     assert m.translate(x).shape == x.shape
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="one-way"):
         m.translate(x, direction="BtoA")
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import methods
+from bench.errors import UsageError
 from methods.base import Method
 
 NAMES = methods.names()
@@ -64,6 +65,11 @@ def test_translate_shapes(built):
     assert y.shape == batch["A"].shape and y.min() >= -1 and y.max() <= 1
     if m.two_way:
         assert m.translate(batch["B"], direction="BtoA").shape == batch["B"].shape
+    else:
+        with pytest.raises(UsageError, match="one-way"):
+            m.translate(batch["B"], direction="BtoA")
+    with pytest.raises(UsageError, match="'sideways' is not available"):
+        m.translate(batch["A"], direction="sideways")
 
 
 def test_state_dict_round_trip_reproduces_translations(built):
