@@ -123,26 +123,41 @@ class _null:
         return False
 
 
-def _fmt(v) -> str:
-    return "—" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+def _fmt(v, unavailable: bool = False) -> str:
+    if v is None:
+        return "n/a" if unavailable else "—"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _print_summary(results, skipped) -> None:
+    """One row per run; skipped methods and unavailable metrics as grouped notes below (no wrapped cells)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="bench run summary")
-    for col in ("method", "seed", "status", "FID last", "FID best (epoch)", "KID×100 last", "time"):
+    table.add_column("method", no_wrap=True)
+    for col in ("seed", "status", "FID last", "FID best (epoch)", "KID×100 last", "time"):
         table.add_column(col)
+    notes: dict[str, list[str]] = {}
     for r in results:
         last, best = r.metrics.get("last", {}), r.metrics.get("best", {})
-        best_txt = f"{_fmt(best.get('fid'))} ({best.get('epoch', '—')})" if best else "—"
+        na = {k: v.replace(str(r.run_dir), "<run>") for k, v in r.unavailable.items()}
+        for metric, reason in na.items():
+            notes.setdefault(f"{metric.upper()} n/a: {reason}", []).append(f"{r.method}/seed{r.seed}")
+        if best and best.get("fid") is not None:
+            best_txt = f"{_fmt(best['fid'])} ({best.get('epoch', '—')})"
+        else:
+            best_txt = _fmt(None, "fid" in na)
         status = r.status if not r.error else f"{r.status}: {r.error[:60]}"
-        table.add_row(r.method, str(r.seed), status, _fmt(last.get("fid")), best_txt, _fmt(last.get("kid")),
-                      f"{r.seconds:.0f}s")
+        table.add_row(r.method, str(r.seed), status, _fmt(last.get("fid"), "fid" in na), best_txt,
+                      _fmt(last.get("kid"), "kid" in na), f"{r.seconds:.0f}s")
     for name, reason in skipped:
-        table.add_row(name, "—", f"skipped: {reason}", "", "", "", "")
-    Console(stderr=False).print(table)
+        table.add_row(name, "—", "skipped", "", "", "", "")
+        notes.setdefault(f"skipped: {reason.replace(name, 'the method')}", []).append(name)
+    console = Console(stderr=False)
+    console.print(table)
+    for note, who in notes.items():
+        console.print(f"{note} ({', '.join(who)})", markup=False, highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------ methods

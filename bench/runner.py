@@ -39,6 +39,8 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)  # {"last": {"fid": ..}, "best": {"fid": .., "epoch": n}}
     error: str | None = None
     seconds: float = 0.0
+    #: Metrics of the last evaluation that could not be computed, with the reason (e.g. a 1-image test split).
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,6 +133,20 @@ def _summary(results: dict[str, Any]) -> dict[str, float | None]:
     return {k: v.get("value") for k, v in results.items()}
 
 
+def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult:
+    """The RunResult of a run that already wrote its metrics.json."""
+    doc = json.loads((run_dir / "metrics.json").read_text())
+    run_id_file = run_dir / "mlflow_run_id.txt"
+    result = RunResult(cfg.method, cfg.dataset, cfg.seed, "finished", run_dir,
+                       run_id_file.read_text().strip() if run_id_file.is_file() else None)
+    last, best = doc.get("last", {}), doc.get("best") or doc.get("last", {})
+    result.metrics = {"last": {**_summary(last.get("metrics", {})), "epoch": last.get("epoch")},
+                      "best": {**_summary(best.get("metrics", {})), "epoch": best.get("epoch")}}
+    result.unavailable = {k: v["unavailable"] for k, v in last.get("metrics", {}).items() if v.get("unavailable")}
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
 def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None = None,
             on_eval: Callable[[int, dict[str, float]], None] | None = None,
             swept: Mapping[str, Any] | None = None, progress=None) -> RunResult:
@@ -157,6 +173,9 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
             if saved.get(key) != current[key]:
                 raise ConfigError(f"--resume: the {key} settings differ from {config_path}; resume with the same "
                                   "options, or start a new run with another --out")
+        if (run_dir / "metrics.json").is_file():  # finished before: keep it, do not re-evaluate
+            log.info("%s already finished; kept as it is (delete metrics.json to re-evaluate)", run_dir)
+            return _finished_result(cfg, run_dir, t_start)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config_path, cfg.to_dict())
 
@@ -239,6 +258,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         result.status = "finished"
         result.metrics = {"last": {**_summary(last["metrics"]), "epoch": last_epoch},
                           "best": {**_summary(best["metrics"]), "epoch": best_epoch}}
+        result.unavailable = {k: v["unavailable"] for k, v in last["metrics"].items() if v.get("unavailable")}
     except BaseException as exc:
         if _is_pruned(exc):
             tracker.set_tags({"bench.status": "pruned"})

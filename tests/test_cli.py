@@ -1,5 +1,7 @@
 """CLI behaviour a user sees: one-line errors with exit codes, method listing, importing official checkpoints."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -64,3 +66,19 @@ def test_import_cli_writes_a_loadable_checkpoint(tmp_path, capsys):
     assert main(["import", "cut", str(path), "--preset", "smoke", "--out", str(tmp_path / "imp")]) == 0
     assert (tmp_path / "imp" / "cut" / "latest_net_G" / "imported.pt").is_file()
     assert main(["import", "cut", str(tmp_path / "nope.pth"), "--preset", "smoke"]) == 1
+
+
+def test_run_summary_groups_skips_and_unavailable_metrics(capsys):
+    from bench.cli import _print_summary
+    from bench.runner import RunResult
+
+    ok = RunResult("cut", "horse2zebra", 0, "finished", Path("/r/cut/seed0"),
+                   metrics={"last": {"fid": None, "kid": None, "epoch": 2}, "best": {"fid": None, "epoch": 2}},
+                   unavailable={"fid": "real images: /r/cut/seed0/eval/reference has 1 image(s)"})
+    _print_summary([ok], [("pix2pix", "pix2pix needs paired (aligned) data; horse2zebra is unpaired"),
+                          ("bicyclegan", "bicyclegan needs paired (aligned) data; horse2zebra is unpaired")])
+    out = capsys.readouterr().out
+    assert "n/a" in out
+    assert "FID n/a: real images: <run>/eval/reference has 1 image(s) (cut/seed0)" in out
+    assert ("skipped: the method needs paired (aligned) data; horse2zebra is unpaired (pix2pix, bicyclegan)"
+            in out.replace("\n", " "))

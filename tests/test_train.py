@@ -63,6 +63,11 @@ def test_run_dir_layout_and_best_last(tmp_path):
     assert len(list((d / "eval" / "last" / "fake").glob("*.png"))) == 4
     with pytest.raises(Exception, match="already holds"):
         run_one(cfg)
+    # --resume on a finished run keeps it: same metrics, no new training or evaluation.
+    stamp = (d / "metrics.json").stat().st_mtime_ns
+    again = run_one(cfg, resume=True)
+    assert again.status == "finished" and again.metrics == r.metrics
+    assert again.mlflow_run_id == r.mlflow_run_id and (d / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def _cli(tmp_path, out, *extra):
