@@ -576,8 +576,11 @@ def _attach_published(cells, published, options: TableOptions, notes: _Notes, ro
                           "published_table": chosen["table"], "diff": float("nan"), "marks": []})
         if extra:
             cells = pd.concat([cells, pd.DataFrame(extra)], ignore_index=True)
-    for (paper, table), source in sorted(sources.items()):
-        notes.mark(f"Published: {paper} Table {table} — {source}")
+    source_mark = {key: notes.mark(f"Published: {key[0]} Table {key[1]} — {source}")
+                   for key, source in sorted(sources.items())}
+    # Each published value points at its source footnote.
+    cells["published_mark"] = [source_mark.get((p, t), 0)
+                               for p, t in zip(cells["published_paper"], cells["published_table"])]
     return cells
 
 
@@ -668,6 +671,8 @@ def wide(table: Table, fmt: str = "md"):
                     ours += f" (n={c['n']})"
                 ours += sup(c["marks"])
                 paper = _fmt(c["published"], m) if not math.isnan(c["published"]) else "—"
+                if paper != "—" and c.get("published_mark", 0):
+                    paper += sup([int(c["published_mark"])])
                 diff = "—" if math.isnan(c["diff"]) else f"{c['diff']:+.{DECIMALS.get(m, 3)}f}"
                 if fmt == "latex" and diff != "—":
                     diff = diff.replace("-", "$-$", 1) if diff.startswith("-") else diff

@@ -166,6 +166,9 @@ def test_published_beside_reproduced_with_difference(runs):
     md = render(table, "md")
     assert "| paper | Δ |" in md and "+0.9" in md
     assert "Published: qsattn2022 Table 1" in md
+    # The published value points at its source's footnote.
+    mark = table.footnotes.index(next(t for t in table.footnotes if t.startswith("Published: qsattn2022 Table 1"))) + 1
+    assert q["published_mark"] == mark and f"41.1<sup>{mark}</sup>" in md
     # CycleGAN horse->zebra differs between the CUT-paper copy (77.2) and DCLGAN's table (66.8): both named.
     assert "other published values" in md
 
