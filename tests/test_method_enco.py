@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -240,19 +239,3 @@ def test_translate_shape_and_state_dict_round_trip():
     torch.manual_seed(7)
     c = clone.train_step(b)
     assert all(torch.equal(a[k], c[k]) for k in a)
-
-
-def test_one_step_on_real_horse2zebra_images(fixtures_dir):
-    from PIL import Image
-
-    root = fixtures_dir / "data" / "horse2zebra_mini"
-
-    def load(folder):
-        path = sorted((root / folder).glob("*.jpg"))[0]
-        img = Image.open(path).convert("RGB").resize((32, 32), Image.BICUBIC)
-        t = torch.tensor(list(img.getdata()), dtype=torch.float).view(32, 32, 3).permute(2, 0, 1)
-        return (t / 127.5 - 1)[None]
-
-    m = smoke()
-    out = m.train_step({"A": load("trainA"), "B": load("trainB")})
-    assert all(math.isfinite(v.item()) for v in out.values())

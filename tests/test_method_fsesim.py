@@ -292,19 +292,3 @@ def test_spatial_loss_gradient_reaches_the_translation():
     tgt = batch(seed=1)["A"].requires_grad_()
     m.spatial_loss(src, tgt).backward()
     assert tgt.grad is not None and tgt.grad.abs().sum() > 0
-
-
-def test_one_step_on_real_horse2zebra_images(fixtures_dir):
-    from PIL import Image
-
-    root = fixtures_dir / "data" / "horse2zebra_mini"
-
-    def load(folder):
-        path = sorted((root / folder).glob("*.jpg"))[0]
-        img = Image.open(path).convert("RGB").resize((32, 32), Image.BICUBIC)
-        t = torch.tensor(list(img.getdata()), dtype=torch.float).view(32, 32, 3).permute(2, 0, 1)
-        return (t / 127.5 - 1)[None]
-
-    m = smoke("lsesim")
-    out = m.train_step({"A": load("trainA"), "B": load("trainB")})
-    assert all(math.isfinite(v.item()) for v in out.values())

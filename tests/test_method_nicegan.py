@@ -17,15 +17,6 @@ from methods.nets.nice import AdaILN, ILN, NICEDiscriminator, NICEGenerator, min
 NAMES = ["nicegan", "nicegan_light"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _batch(size: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {"A": torch.rand(1, 3, size, size, generator=g) * 2 - 1,

@@ -87,3 +87,36 @@ def test_state_dict_round_trip_reproduces_translations(built):
     torch.manual_seed(2)
     b = clone.translate(batch["A"], z=z)
     assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- real images
+FIXTURE_DATASETS = ("horse2zebra", "afhq", "cityscapes", "maps", "facades")
+
+
+@pytest.mark.parametrize("dataset", FIXTURE_DATASETS)
+@pytest.mark.parametrize("name", NAMES)
+def test_two_steps_on_real_fixture_images(fixtures_dir, name, dataset):
+    """Every method takes finite steps on every real mini dataset it fits, through the harness's loader."""
+    from bench.data.datasets import load_pairs
+    from bench.runner import method_fits
+
+    if method_fits(name, dataset):
+        pytest.skip(method_fits(name, dataset))
+    torch.manual_seed(0)
+    overrides = {"allow_random_vgg": True} if name in ("fsesim", "lsesim") else {}
+    m = methods.build(name, preset="smoke", **overrides)
+    s = m.cfg.crop_size
+    data = load_pairs(dataset, "train", root=fixtures_dir / "data" / f"{dataset}_mini", paired=m.paired,
+                      load_size=m.cfg.load_size, crop_size=s)
+    bs = m.cfg.batch_size
+    items = [data[i % len(data)] for i in range(2 * bs)]
+    batches = [{key: (torch.stack([it[key] for it in chunk]) if key in "AB" else [it[key] for it in chunk])
+                for key in ("A", "B", "A_path", "B_path")} for chunk in (items[:bs], items[bs:])]
+    assert batches[0]["A"].shape == (bs, 3, s, s)
+    m.setup(batches[0])
+    for b in batches:
+        assert all(torch.isfinite(v).all() for v in m.train_step(b).values())
+    m.eval()
+    assert torch.isfinite(m.translate(batches[0]["A"], z=m.sample_z(bs))).all()
+    if m.two_way:
+        assert torch.isfinite(m.translate(batches[0]["B"], direction="BtoA")).all()
