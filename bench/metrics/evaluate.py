@@ -24,6 +24,7 @@ from bench.metrics.protocol import fingerprint, get_protocol
 from bench.metrics.result import MetricResult
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,9 @@ def _inception_metrics(wanted: list[str], real_set: ImageSet, fake_set: ImageSet
                          sqrt_trace="symmetric eigenvalues / nuclear norm (no scipy sqrtm)")
         warning = fid_mod.small_sample_warning(len(real_set), len(fake_set))
         if warning:
-            log.warning(warning)
+            # Once per process and N: a `--methods all` run would otherwise repeat it at every evaluation.
+            (log.debug if warning in _WARNED else log.warning)(warning)
+            _WARNED.add(warning)
             fp["warning"] = warning
         try:
             out["fid"] = MetricResult("fid", fid_mod.frechet_distance_from_features(feats["real"], feats["fake"]),
