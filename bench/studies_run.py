@@ -593,8 +593,12 @@ def _die_with_parent() -> None:
 def run_workers(argv: list[str], n: int) -> int:
     """Launch `n` worker subprocesses (`python -m bench.cli_study worker ...`) and wait; returns the worst code."""
     procs = []
+    # Each worker gets its share of the cores: n processes x all-core OpenMP pools oversubscribe the machine,
+    # and spinning threads then make every worker many times slower. An explicit OMP_NUM_THREADS wins.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = str(max(1, cores // max(1, n)))
     for i in range(n):
-        env = {**os.environ, "BENCH_STUDY_WORKER": str(i)}
+        env = {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share, **os.environ, "BENCH_STUDY_WORKER": str(i)}
         cmd = [sys.executable, "-m", "bench.cli_study", *argv]
         procs.append(subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if os.name == "posix" else None))
     log.info("started %d workers: %s", n, " ".join(str(p.pid) for p in procs))
