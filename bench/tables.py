@@ -421,7 +421,9 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
     def row_label(method: str, preset: str, setting: str, kind: str) -> str:
         label = method_label(method)
         if kind == "study":
-            label = f"{label}: {setting}" if multi_method_study or not setting else setting
+            # The method is the row's name already: "QS-Attn (Local): num_patches=64", not "...: method=...; ...".
+            shown = "; ".join(p for p in setting.split("; ") if not p.startswith("method=")) if setting else ""
+            label = (f"{label}: {shown}" if shown else label) if multi_method_study or not setting else setting
         elif kind == "baseline":
             label = f"{label} (baseline)"
         return f"{label} [{preset}]" if multi_preset else label
