@@ -250,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    return dispatch(args)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand; a BenchError becomes one line on stderr and its exit code."""
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from bench.errors import BenchError, UsageError
+from bench.errors import UsageError
 
 log = logging.getLogger("bench.study")
 
@@ -266,14 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(process)d %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", "git", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return int(args.func(args) or 0)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
+    from bench.cli import dispatch
+
+    return dispatch(args)
 
 
 if __name__ == "__main__":
