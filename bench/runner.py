@@ -247,6 +247,8 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         for name, r in last["metrics"].items():
             if r.get("fingerprint"):
                 tracker.set_tags({f"bench.protocol.{name}": json.dumps(r["fingerprint"], sort_keys=True, default=str)[:5000]})
+            if r.get("unavailable"):  # tables say why a cell is empty
+                tracker.set_tags({f"bench.unavailable.{name}": r["unavailable"].replace(str(run_dir), "<run>")[:5000]})
         atomic_write_json(run_dir / "metrics.json", metrics_doc)
         tracker.log_artifact(run_dir / "metrics.json")
         for sub in ("inputs", "outputs"):

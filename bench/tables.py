@@ -263,10 +263,12 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             "status": tags.get("bench.status", run.info.status.lower()), "mlflow_status": run.info.status,
             "error": tags.get("bench.error", ""), "start_time": run.info.start_time,
             "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
+            "unavailable": {k[len("bench.unavailable."):]: v for k, v in tags.items()
+                            if k.startswith("bench.unavailable.")},
         })
     columns = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
                "trial", "swept", "setting", "status", "mlflow_status", "error", "start_time", "run_dir", "metrics",
-               "protocols"]
+               "protocols", "unavailable"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -448,6 +450,9 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
                 rec["n_pruned"] = _count_pruned(pruned, method, setting, dataset)
                 if rec["n_pruned"]:
                     rec["marks"].append(notes.mark(f"{rec['n_pruned']} pruned run(s) of this setting are excluded"))
+            if not vals and "unavailable" in group:
+                for reason in sorted({u[metric] for u in group["unavailable"] if metric in u}):
+                    rec["marks"].append(notes.mark(f"{METRIC_LABELS.get(metric, metric)} not computed: {reason}"))
             if vals:
                 rec["mean"], rec["std"] = _mean_std(vals)
                 diffs = set()

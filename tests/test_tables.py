@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import shutil
@@ -76,7 +77,8 @@ def make_runs(uri: str, workdir: Path) -> dict:
     for seed in (0, 1):
         t = Tracker.start(tracking_uri=uri, experiment="toy", run_name=f"cut/seed{seed}",
                           tags={"bench.method": "cut", "bench.dataset": "toy", "bench.seed": seed,
-                                "bench.preset": "smoke", "bench.protocol.fid": _fingerprint(8, size=32)})
+                                "bench.preset": "smoke", "bench.protocol.fid": _fingerprint(8, size=32),
+                                "bench.unavailable.miou": "segmentation weights absent"})
         t.log_metrics({"best/fid": 300.0 + seed, "best/epoch": 2}, step=2)
         t.finish()
     parent = Tracker.start(tracking_uri=uri, experiment="horse2zebra", run_name="study/qs_queries",
@@ -249,3 +251,12 @@ def test_no_runs_renders_a_message(tmp_path):
 def test_table_reads_published_without_runs_in_other_units():
     pub = load_published("pixel_acc", paper="dclgan2021")
     assert set(pub["unit"]) == {"fraction"}
+
+
+def test_an_unavailable_metric_says_why_its_cell_is_empty(runs):
+    table = build_table(TableOptions(metrics=("fid", "miou"), datasets=("toy",)), runs=runs)
+    cell = _cell(table, "cut", "toy", metric="miou")
+    assert math.isnan(cell["mean"]) and cell["marks"]
+    note = table.footnotes[cell["marks"][0] - 1]
+    assert note.endswith("not computed: segmentation weights absent")
+    assert f"—<sup>{cell['marks'][0]}</sup>" in render(table, "md")
