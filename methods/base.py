@@ -197,6 +197,24 @@ def set_requires_grad(nets, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+def discriminator_step(netD: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                       gan_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One D update, 0.5 * (L(D(fake), 0) + L(D(real), 1)): the CycleGAN/pix2pix/CUT rule.
+
+    `fake` must already be detached (or drawn from an image pool). Leaves D trainable; returns
+    (loss_D_real, loss_D_fake).
+    """
+    from methods.losses.gan import gan_loss
+
+    set_requires_grad(netD, True)
+    optimizer.zero_grad(set_to_none=True)
+    loss_fake = gan_loss(netD(fake), False, gan_mode).mean()
+    loss_real = gan_loss(netD(real), True, gan_mode).mean()
+    (0.5 * (loss_fake + loss_real)).backward()
+    optimizer.step()
+    return loss_real, loss_fake
+
+
 def adam(params, cfg: MethodConfig, lr: float | None = None, **kw) -> torch.optim.Adam:
     """Adam with the config's betas (0.5, 0.999 in most official repos) and weight decay (0 unless declared)."""
     kw.setdefault("weight_decay", getattr(cfg, "weight_decay", 0.0))

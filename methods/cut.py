@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from methods.base import Method, adam, set_requires_grad
+from methods.base import Method, adam, discriminator_step, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
@@ -112,13 +112,7 @@ class CUT(Method):
         idt_B = fake[real_A.size(0):] if c.nce_idt else None
 
         # D first (CUT family order)
-        set_requires_grad(n["netD"], True)
-        opt["D"].zero_grad(set_to_none=True)
-        loss_D_fake = gan_loss(n["netD"](fake_B.detach()), False, c.gan_mode).mean()
-        loss_D_real = gan_loss(n["netD"](real_B), True, c.gan_mode).mean()
-        loss_D = 0.5 * (loss_D_fake + loss_D_real)
-        loss_D.backward()
-        opt["D"].step()
+        loss_D_real, loss_D_fake = discriminator_step(n["netD"], opt["D"], real_B, fake_B.detach(), c.gan_mode)
 
         # then G and F
         set_requires_grad(n["netD"], False)

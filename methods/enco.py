@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, set_requires_grad
+from methods.base import Method, adam, discriminator_step, set_requires_grad
 from methods.config import CUTFamilyConfig, MethodConfig
 from methods.losses.byol import multilayer_byol_loss
 from methods.losses.gan import gan_loss
@@ -278,13 +278,8 @@ class EnCo(Method):
         feats = [f[:nA] for f in feats]
 
         # D first (CUT family order)
-        set_requires_grad(n["netD"], True)
-        opt["D"].zero_grad(set_to_none=True)
-        loss_D_fake = gan_loss(n["netD"](self.fake_pool.query(fake_B.detach())), False, c.gan_mode).mean()
-        loss_D_real = gan_loss(n["netD"](real_B), True, c.gan_mode).mean()
-        loss_D = 0.5 * (loss_D_fake + loss_D_real)
-        loss_D.backward()
-        opt["D"].step()
+        loss_D_real, loss_D_fake = discriminator_step(n["netD"], opt["D"], real_B,
+                                                      self.fake_pool.query(fake_B.detach()), c.gan_mode)
 
         # then G and F; DAG reads the updated D's map of the translation
         set_requires_grad(n["netD"], False)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import CheckpointError, ConfigError, UsageError
-from methods.base import Method, adam, set_requires_grad
+from methods.base import Method, adam, discriminator_step, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.spatial import LOSS_MODES, spatial_correlative_loss
@@ -249,12 +249,8 @@ class FSeSim(Method):
             set_requires_grad(n["netF"], False)
 
         # D
-        set_requires_grad(n["netD"], True)
-        opt["D"].zero_grad(set_to_none=True)
-        out["D_real"] = gan_loss(n["netD"](real_B), True, c.gan_mode).mean()
-        out["D_fake"] = gan_loss(n["netD"](self.fake_B_pool.query(fake_B)), False, c.gan_mode).mean()
-        (0.5 * (out["D_real"] + out["D_fake"])).backward()
-        opt["D"].step()
+        out["D_real"], out["D_fake"] = discriminator_step(n["netD"], opt["D"], real_B,
+                                                          self.fake_B_pool.query(fake_B), c.gan_mode)
 
         # G
         set_requires_grad(n["netD"], False)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, set_requires_grad
+from methods.base import Method, adam, discriminator_step, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.init import init_weights
@@ -136,12 +136,8 @@ class Pix2Pix(Method):
         fake_B = n["netG"](real_A)
 
         # D first (pix2pix_model.optimize_parameters): fake pair, then real pair.
-        set_requires_grad(n["netD"], True)
-        opt["D"].zero_grad(set_to_none=True)
-        loss_D_fake = gan_loss(n["netD"](torch.cat((real_A, fake_B.detach()), 1)), False, c.gan_mode)
-        loss_D_real = gan_loss(n["netD"](torch.cat((real_A, real_B), 1)), True, c.gan_mode)
-        (0.5 * (loss_D_fake + loss_D_real)).backward()
-        opt["D"].step()
+        loss_D_real, loss_D_fake = discriminator_step(n["netD"], opt["D"], torch.cat((real_A, real_B), 1),
+                                                      torch.cat((real_A, fake_B.detach()), 1), c.gan_mode)
 
         set_requires_grad(n["netD"], False)
         opt["G"].zero_grad(set_to_none=True)
