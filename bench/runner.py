@@ -139,12 +139,17 @@ def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult
     run_id_file = run_dir / "mlflow_run_id.txt"
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "finished", run_dir,
                        run_id_file.read_text().strip() if run_id_file.is_file() else None)
-    last, best = doc.get("last", {}), doc.get("best") or doc.get("last", {})
-    result.metrics = {"last": {**_summary(last.get("metrics", {})), "epoch": last.get("epoch")},
-                      "best": {**_summary(best.get("metrics", {})), "epoch": best.get("epoch")}}
-    result.unavailable = {k: v["unavailable"] for k, v in last.get("metrics", {}).items() if v.get("unavailable")}
+    _scores_from_doc(result, doc)
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _scores_from_doc(result: RunResult, doc: dict[str, Any]) -> None:
+    """Fill `result.metrics` and `result.unavailable` from a metrics.json document (just written or earlier)."""
+    last, best = doc["last"], doc.get("best") or doc["last"]
+    result.metrics = {"last": {**_summary(last["metrics"]), "epoch": last["epoch"]},
+                      "best": {**_summary(best["metrics"]), "epoch": best["epoch"]}}
+    result.unavailable = {k: v["unavailable"] for k, v in last["metrics"].items() if v.get("unavailable")}
 
 
 def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None = None,
@@ -258,9 +263,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         tracker.set_tags({"bench.status": "finished"})
         tracker.finish("FINISHED")
         result.status = "finished"
-        result.metrics = {"last": {**_summary(last["metrics"]), "epoch": last_epoch},
-                          "best": {**_summary(best["metrics"]), "epoch": best_epoch}}
-        result.unavailable = {k: v["unavailable"] for k, v in last["metrics"].items() if v.get("unavailable")}
+        _scores_from_doc(result, metrics_doc)
     except BaseException as exc:
         if _is_pruned(exc):
             tracker.set_tags({"bench.status": "pruned"})

@@ -109,6 +109,9 @@ class Trainer:
         self.iteration_budget = min(budgets) if budgets else 0
         if self.iteration_budget:
             self.total_epochs = min(self.total_epochs, math.ceil(self.iteration_budget / self.n_batches))
+        self.total_iterations = self.total_epochs * self.n_batches
+        if self.iteration_budget:
+            self.total_iterations = min(self.total_iterations, self.iteration_budget)
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
@@ -163,7 +166,7 @@ class Trainer:
         count = 0
         t0, it0 = time.perf_counter(), st.iteration
         task = progress.add_task(f"{cfg.method}/{cfg.dataset}/seed{cfg.seed}",
-                                 total=min(self.total_epochs * self.n_batches, max_iters or 10**12),
+                                 total=self.total_iterations,
                                  completed=(st.epoch - 1) * self.n_batches + st.batch_pos) if progress else None
         m.train()
         while st.epoch <= self.total_epochs:
@@ -212,7 +215,7 @@ class Trainer:
         st.finished = True
         self.save()
         if progress:
-            progress.update(task, completed=min(self.total_epochs * self.n_batches, max_iters or 10**12))
+            progress.update(task, completed=self.total_iterations)
         return st
 
     def _lr(self) -> float:
