@@ -18,6 +18,7 @@ from torch import nn
 
 from bench.errors import UsageError
 from methods.config import MethodConfig, apply_overrides
+from methods.losses.gan import gan_loss
 
 # Sizes and schedule lengths for a CPU smoke run. Applied only to the fields a method's config has.
 # A preset never changes the algorithm (DESIGN.md §3).
@@ -197,20 +198,25 @@ def set_requires_grad(nets, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def discriminator_step(netD: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
-                       gan_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """One D update, 0.5 * (L(D(fake), 0) + L(D(real), 1)): the CycleGAN/pix2pix/CUT rule.
+def discriminator_loss(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                       gan_mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """0.5 * (L(D(fake), 0) + L(D(real), 1)), the CycleGAN/pix2pix/CUT D objective, and its two terms.
 
-    `fake` must already be detached (or drawn from an image pool). Leaves D trainable; returns
-    (loss_D_real, loss_D_fake).
+    `fake` must already be detached (or drawn from an image pool). Returns (loss_D, loss_D_real, loss_D_fake).
     """
-    from methods.losses.gan import gan_loss
-
-    set_requires_grad(netD, True)
-    optimizer.zero_grad(set_to_none=True)
     loss_fake = gan_loss(netD(fake), False, gan_mode).mean()
     loss_real = gan_loss(netD(real), True, gan_mode).mean()
-    (0.5 * (loss_fake + loss_real)).backward()
+    return 0.5 * (loss_fake + loss_real), loss_real, loss_fake
+
+
+def discriminator_step(netD: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                       gan_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update of a D with its own optimiser on `discriminator_loss`. Leaves D trainable; returns
+    (loss_D_real, loss_D_fake)."""
+    set_requires_grad(netD, True)
+    optimizer.zero_grad(set_to_none=True)
+    loss, loss_real, loss_fake = discriminator_loss(netD, real, fake, gan_mode)
+    loss.backward()
     optimizer.step()
     return loss_real, loss_fake
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from methods.base import Method, adam, parameters_of, set_requires_grad
+from methods.base import Method, adam, discriminator_loss, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.image_pool import ImagePool
@@ -107,7 +107,7 @@ class CycleGAN(Method):
         return {k: v.detach() for k, v in losses.items()}
 
     def _backward_D(self, netD, real, fake):
-        loss = 0.5 * (gan_loss(netD(real), True, self.cfg.gan_mode) + gan_loss(netD(fake.detach()), False, self.cfg.gan_mode))
+        loss = discriminator_loss(netD, real, fake.detach(), self.cfg.gan_mode)[0]
         loss.backward()
         return loss
 

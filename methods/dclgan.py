@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, parameters_of, set_requires_grad
+from methods.base import Method, adam, discriminator_loss, parameters_of, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
@@ -200,9 +200,7 @@ class DCLGAN(Method):
                 "NCE2": self.dual_nce(real_B, fake_A, "netG_B", "netF2", "netG_A", "netF1") * c.lambda_NCE}
 
     def backward_D(self, netD: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        mode = self.cfg.gan_mode
-        D = self.nets[netD]
-        loss = 0.5 * (gan_loss(D(real), True, mode).mean() + gan_loss(D(fake.detach()), False, mode).mean())
+        loss = discriminator_loss(self.nets[netD], real, fake.detach(), self.cfg.gan_mode)[0]
         loss.backward()
         return loss
 
