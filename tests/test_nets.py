@@ -10,6 +10,8 @@ from methods.losses.patchnce import multilayer_patch_nce, patch_nce
 from methods.nets.antialias import Downsample, Upsample
 from methods.nets.heads import PatchSampleF, l2_normalize
 from methods.nets.image_pool import ImagePool
+from methods.nets.init import norm_layer
+from methods.nets.munit import AdaptiveInstanceNorm2d
 from methods.nets.patchgan import NLayerDiscriminator
 from methods.nets.resnet import ResnetGenerator
 
@@ -113,3 +115,21 @@ def test_image_pool_returns_new_until_full_and_round_trips():
     clone.load_state_dict(state)
     assert clone.pool_size == 2 and all(torch.equal(x, y) for x, y in zip(clone.images, pool.images))
     assert torch.equal(l2_normalize(torch.tensor([[3.0, 4.0]])), torch.tensor([[0.6, 0.8]]))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("which", ["instance", "adain"])
+def test_instance_norms_give_true_gradients_for_channels_last_upstream_gradients(which, batch):
+    """PatchNCE's permute-based sampling sends channels_last-strided gradients into G's last instance norm;
+    plain F.instance_norm gets the input gradient wrong for them at batch size 1 on torch 2.14 CPU."""
+    torch.manual_seed(0)
+    norm = norm_layer("instance")(4) if which == "instance" else AdaptiveInstanceNorm2d(4)
+    extra = () if which == "instance" else (torch.randn(batch, 4, dtype=torch.float64),
+                                            torch.rand(batch, 4, dtype=torch.float64) + 0.5)
+    x = torch.randn(batch, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(batch, 4, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    u, eps = torch.randn_like(x), 1e-6
+    with torch.no_grad():
+        finite = ((norm(x + eps * u, *extra) - norm(x - eps * u, *extra)) / (2 * eps) * v).sum()
+    grad = torch.autograd.grad(norm(x, *extra), x, v)[0]
+    assert (grad * u).sum().item() == pytest.approx(finite.item(), rel=1e-6)

@@ -4,8 +4,32 @@ from __future__ import annotations
 
 import functools
 
+import torch
 from torch import nn
 from torch.nn import init
+
+
+def contiguous_grad(t: torch.Tensor) -> torch.Tensor:
+    """`t`, whose gradient is made contiguous before it reaches t's backward (see InstanceNorm2d)."""
+    if t.requires_grad:
+        t.register_hook(lambda g: g.contiguous())
+    return t
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d whose backward always receives a contiguous gradient.
+
+    Works around a silent PyTorch CPU error (found on torch 2.14.1): at batch size 1, the instance-norm
+    backward returns wrong input/weight gradients when the incoming gradient is channels_last-strided,
+    e.g. `y = F.instance_norm(x); torch.autograd.grad(y, x, v.contiguous(memory_format=torch.channels_last))`
+    differs from the same call with `v` contiguous (and from finite differences). PatchNCE's
+    `permute(0, 2, 3, 1)` sampling of encoder features sends exactly such gradients into the ResNet
+    blocks' last instance norm, so CUT-family training at the papers' batch size 1 got wrong NCE
+    gradients. Same module, state-dict keys and forward values; only the gradient's layout changes.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return contiguous_grad(super().forward(x))
 
 
 def norm_layer(kind: str):
@@ -14,7 +38,7 @@ def norm_layer(kind: str):
     Follows pytorch-CycleGAN-and-pix2pix@00d5574:models/networks.py get_norm_layer.
     """
     if kind == "instance":
-        return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+        return functools.partial(InstanceNorm2d, affine=False, track_running_stats=False)
     if kind == "batch":
         return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
     if kind == "none":

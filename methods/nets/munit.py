@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.nets.init import InstanceNorm2d, contiguous_grad
+
 NORMS = ("none", "in", "ln", "bn", "adain")
 ACTIVATIONS = ("relu", "lrelu", "prelu", "selu", "tanh", "none")
 PADS = ("reflect", "replicate", "zero")
@@ -64,7 +66,7 @@ class AdaptiveInstanceNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         # Same as the official batch_norm over a (1, B·C, H, W) view in training mode (biased variance).
-        return F.instance_norm(x, eps=self.eps) * std[:, :, None, None] + mean[:, :, None, None]
+        return contiguous_grad(F.instance_norm(x, eps=self.eps)) * std[:, :, None, None] + mean[:, :, None, None]
 
 
 class Conv2dBlock(nn.Module):
@@ -77,7 +79,7 @@ class Conv2dBlock(nn.Module):
         if pad_type not in pads:
             raise ValueError(f"unknown pad_type {pad_type!r}; valid: {', '.join(PADS)}")
         self.pad = pads[pad_type](padding)
-        norms = {"bn": lambda: nn.BatchNorm2d(output_dim), "in": lambda: nn.InstanceNorm2d(output_dim),
+        norms = {"bn": lambda: nn.BatchNorm2d(output_dim), "in": lambda: InstanceNorm2d(output_dim),
                  "ln": lambda: LayerNorm(output_dim), "adain": lambda: AdaptiveInstanceNorm2d(output_dim),
                  "none": lambda: None}
         if norm not in norms:
