@@ -37,6 +37,12 @@ class CUTConfig(CUTFamilyConfig):
     netF_nc: int = 256
     nce_includes_all_negatives_from_minibatch: bool = False
     flip_equivariance: bool = False
+    #: Take the keys' (source) encoder features from the generator pass that made the fakes instead of a
+    #: second encoder pass over the source, as the official code does. Same values and gradients (G is
+    #: per-sample with instance/no norm and no dropout); it saves that pass and, where the keys carry
+    #: gradient (QS-Attn's attention), its separate backward. Off, or under batch norm or a flipped
+    #: iteration (where the pass saw other images), the source is encoded again like the official code.
+    nce_reuse_source_features: bool = True
 
     CHOICES: ClassVar[dict] = {**CUTFamilyConfig.CHOICES, "netF": ("mlp_sample", "sample")}
 
@@ -88,13 +94,24 @@ class CUT(Method):
         return opts
 
     # ----------------------------------------------------------------- losses
-    def nce_loss(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool) -> torch.Tensor:
-        """PatchNCE between G's encoder features of `tgt` (queries) and `src` (keys, detached)."""
-        c, G, F = self.cfg, self.nets["netG"], self.nets["netF"]
+    def source_features_reusable(self, flipped: bool) -> bool:
+        """Whether the fakes' generator pass gives the same source features a separate encoder pass would."""
+        return self.cfg.nce_reuse_source_features and not flipped and self.cfg.norm != "batch"
+
+    def nce_features(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool, feat_k=None):
+        """G's encoder features of `tgt` (queries, un-flipped) and of `src` (keys; `feat_k` if already made)."""
+        c, G = self.cfg, self.nets["netG"]
         feat_q = G(tgt, c.nce_layers, encode_only=True)
         if flipped:
             feat_q = [torch.flip(f, [3]) for f in feat_q]
-        feat_k = G(src, c.nce_layers, encode_only=True)
+        if feat_k is None:
+            feat_k = G(src, c.nce_layers, encode_only=True)
+        return feat_q, feat_k
+
+    def nce_loss(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool, feat_k=None) -> torch.Tensor:
+        """PatchNCE between G's encoder features of `tgt` (queries) and `src` (keys, detached)."""
+        c, F = self.cfg, self.nets["netF"]
+        feat_q, feat_k = self.nce_features(src, tgt, flipped, feat_k)
         k_pool, ids = F(feat_k, c.num_patches, None)
         q_pool, _ = F(feat_q, c.num_patches, ids)
         return multilayer_patch_nce(q_pool, k_pool, src.shape[0], c.lambda_NCE, c.nce_T,
@@ -107,9 +124,14 @@ class CUT(Method):
         flipped = bool(c.flip_equivariance and torch.rand(()).item() < 0.5)
         if flipped:
             real = torch.flip(real, [3])
-        fake = n["netG"](real)
-        fake_B = fake[: real_A.size(0)]
-        idt_B = fake[real_A.size(0):] if c.nce_idt else None
+        nA = real_A.size(0)
+        if c.lambda_NCE > 0 and self.source_features_reusable(flipped):
+            fake, feats = n["netG"](real, c.nce_layers)
+            feat_A, feat_B = [f[:nA] for f in feats], [f[nA:] for f in feats]
+        else:
+            fake, feat_A, feat_B = n["netG"](real), None, None
+        fake_B = fake[:nA]
+        idt_B = fake[nA:] if c.nce_idt else None
 
         # D first (CUT family order)
         loss_D_real, loss_D_fake = discriminator_step(n["netD"], opt["D"], real_B, fake_B.detach(), c.gan_mode)
@@ -120,9 +142,9 @@ class CUT(Method):
         if "F" in opt:
             opt["F"].zero_grad(set_to_none=True)
         loss_G_GAN = gan_loss(n["netD"](fake_B), True, c.gan_mode).mean() * c.lambda_GAN if c.lambda_GAN > 0 else torch.zeros((), device=self.device)
-        loss_NCE = self.nce_loss(real_A, fake_B, flipped) if c.lambda_NCE > 0 else torch.zeros((), device=self.device)
+        loss_NCE = self.nce_loss(real_A, fake_B, flipped, feat_A) if c.lambda_NCE > 0 else torch.zeros((), device=self.device)
         if c.nce_idt and c.lambda_NCE > 0:
-            loss_NCE_Y = self.nce_loss(real_B, idt_B, flipped)
+            loss_NCE_Y = self.nce_loss(real_B, idt_B, flipped, feat_B)
             loss_NCE_both = 0.5 * (loss_NCE + loss_NCE_Y)
         else:
             loss_NCE_Y = None

@@ -89,13 +89,10 @@ class QSAttn(CUT):
                                           nc=cfg.netF_nc, init_type=cfg.init_type,
                                           init_gain=cfg.init_gain).to(self.device)
 
-    def nce_loss(self, src, tgt, flipped):
+    def nce_loss(self, src, tgt, flipped, feat_k=None):
         """PatchNCE with QS-Attn sampling: queries and attention come from `src`, reused for `tgt`."""
-        c, G, F = self.cfg, self.nets["netG"], self.nets["netF"]
-        feat_q = G(tgt, c.nce_layers, encode_only=True)
-        if flipped:
-            feat_q = [f.flip(3) for f in feat_q]
-        feat_k = G(src, c.nce_layers, encode_only=True)
+        c, F = self.cfg, self.nets["netF"]
+        feat_q, feat_k = self.nce_features(src, tgt, flipped, feat_k)
         k_pool, ids, attns = F(feat_k, c.num_patches, None)
         q_pool, _, _ = F(feat_q, c.num_patches, ids, attns)
         return multilayer_patch_nce(q_pool, k_pool, src.shape[0], c.lambda_NCE, c.nce_T,
