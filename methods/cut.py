@@ -6,6 +6,10 @@ reference/methods.md §2.4: anti-aliased ResNet-9 G and PatchGAN D, lsgan, λ_GA
 identity NCE (CUT) or λ_NCE=10 with flip-equivariance (FastCUT), nce_layers 0,4,8,12,16, 256 patches,
 τ=0.07, MLP head of width 256 created at the first forward, xavier(0.02) init, update order D then G+F,
 and no load->crop jitter in the decay phase.
+
+Difference from the official code (same values and gradients): the keys' (source) encoder features are
+taken from the generator pass that made the fakes instead of a second pass over the source
+(`nce_reuse_source_features`, off re-encodes like the official code).
 """
 
 from __future__ import annotations
