@@ -42,6 +42,15 @@ def test_registry_entry_is_documented(built):
     assert m.generator_keys(), "translate needs at least one netG*"
 
 
+def test_instance_norms_are_the_gradient_safe_ones(built):
+    """Plain nn.InstanceNorm2d has a wrong backward at batch size 1 for channels_last gradients (torch 2.14 CPU);
+    every method builds methods.nets.init.InstanceNorm2d instead."""
+    m, _ = built
+    plain = [f"{k}.{n}" for k, net in m.nets.items() for n, mod in net.named_modules()
+             if type(mod) is torch.nn.InstanceNorm2d]
+    assert not plain, plain
+
+
 def test_train_step_gives_finite_losses_and_updates_every_optimised_parameter(built):
     m, batch = built
     m.train()
