@@ -145,8 +145,9 @@ class CUT(Method):
         opt["G"].zero_grad(set_to_none=True)
         if "F" in opt:
             opt["F"].zero_grad(set_to_none=True)
-        loss_G_GAN = gan_loss(n["netD"](fake_B), True, c.gan_mode).mean() * c.lambda_GAN if c.lambda_GAN > 0 else torch.zeros((), device=self.device)
-        loss_NCE = self.nce_loss(real_A, fake_B, flipped, feat_A) if c.lambda_NCE > 0 else torch.zeros((), device=self.device)
+        zero = torch.zeros((), device=self.device)
+        loss_G_GAN = gan_loss(n["netD"](fake_B), True, c.gan_mode).mean() * c.lambda_GAN if c.lambda_GAN > 0 else zero
+        loss_NCE = self.nce_loss(real_A, fake_B, flipped, feat_A) if c.lambda_NCE > 0 else zero
         if c.nce_idt and c.lambda_NCE > 0:
             loss_NCE_Y = self.nce_loss(real_B, idt_B, flipped, feat_B)
             loss_NCE_both = 0.5 * (loss_NCE + loss_NCE_Y)
