@@ -141,7 +141,7 @@ def _print_summary(results, skipped) -> None:
     notes: dict[str, list[str]] = {}
     for r in results:
         last, best = r.metrics.get("last", {}), r.metrics.get("best", {})
-        na = {k: v.replace(str(r.run_dir), "<run>") for k, v in r.unavailable.items()}
+        na = r.unavailable
         for metric, reason in na.items():
             notes.setdefault(f"{metric.upper()} n/a: {reason}", []).append(f"{r.method}/seed{r.seed}")
         if best and best.get("fid") is not None:

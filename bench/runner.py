@@ -39,7 +39,8 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)  # {"last": {"fid": ..}, "best": {"fid": .., "epoch": n}}
     error: str | None = None
     seconds: float = 0.0
-    #: Metrics of the last evaluation that could not be computed, with the reason (e.g. a 1-image test split).
+    #: Metrics of the last evaluation that could not be computed, with the reason (e.g. a 1-image test split;
+    #: the run folder shown as `<run>`).
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
@@ -144,12 +145,17 @@ def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult
     return result
 
 
+def _unavailable_reasons(results: dict[str, Any], run_dir: Path) -> dict[str, str]:
+    """Why each metric of an evaluation could not be computed, with the run folder shortened to `<run>`."""
+    return {k: v["unavailable"].replace(str(run_dir), "<run>") for k, v in results.items() if v.get("unavailable")}
+
+
 def _scores_from_doc(result: RunResult, doc: dict[str, Any]) -> None:
     """Fill `result.metrics` and `result.unavailable` from a metrics.json document (just written or earlier)."""
     last, best = doc["last"], doc.get("best") or doc["last"]
     result.metrics = {"last": {**_summary(last["metrics"]), "epoch": last["epoch"]},
                       "best": {**_summary(best["metrics"]), "epoch": best["epoch"]}}
-    result.unavailable = {k: v["unavailable"] for k, v in last["metrics"].items() if v.get("unavailable")}
+    result.unavailable = _unavailable_reasons(last["metrics"], result.run_dir)
 
 
 def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None = None,
@@ -252,8 +258,8 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         for name, r in last["metrics"].items():
             if r.get("fingerprint"):
                 tracker.set_tags({f"bench.protocol.{name}": json.dumps(r["fingerprint"], sort_keys=True, default=str)[:5000]})
-            if r.get("unavailable"):  # tables say why a cell is empty
-                tracker.set_tags({f"bench.unavailable.{name}": r["unavailable"].replace(str(run_dir), "<run>")[:5000]})
+        for name, reason in _unavailable_reasons(last["metrics"], run_dir).items():  # tables say why a cell is empty
+            tracker.set_tags({f"bench.unavailable.{name}": reason[:5000]})
         atomic_write_json(run_dir / "metrics.json", metrics_doc)
         tracker.log_artifact(run_dir / "metrics.json")
         for sub in ("inputs", "outputs"):

@@ -74,7 +74,7 @@ def test_run_summary_groups_skips_and_unavailable_metrics(capsys):
 
     ok = RunResult("cut", "horse2zebra", 0, "finished", Path("/r/cut/seed0"),
                    metrics={"last": {"fid": None, "kid": None, "epoch": 2}, "best": {"fid": None, "epoch": 2}},
-                   unavailable={"fid": "real images: /r/cut/seed0/eval/reference has 1 image(s)"})
+                   unavailable={"fid": "real images: <run>/eval/reference has 1 image(s)"})
     _print_summary([ok], [("pix2pix", "pix2pix needs paired (aligned) data; horse2zebra is unpaired"),
                           ("bicyclegan", "bicyclegan needs paired (aligned) data; horse2zebra is unpaired")])
     out = capsys.readouterr().out
