@@ -85,13 +85,14 @@ def _series_style(i: int) -> dict:
             "linestyle": _LINESTYLES[(i // 10) % len(_LINESTYLES)]}
 
 
-def _legend(ax, n_series: int) -> None:
-    """Inside the axes for a few series; below them in up to four columns for many (the axes keep their size)."""
-    if n_series <= INLINE_LEGEND_MAX:
+def _legend(ax) -> None:
+    """Inside the axes for a few entries; below them in up to four columns for many (the axes keep their size)."""
+    n_entries = len(ax.get_legend_handles_labels()[1])
+    if n_entries <= INLINE_LEGEND_MAX:
         ax.legend(loc="best")
     else:
         # Called after tight_layout, so the axes keep their size; savefig(bbox_inches="tight") takes it in.
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(4, -(-n_series // 6)),
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(4, -(-n_entries // 6)),
                   borderaxespad=0.0, columnspacing=1.0, handlelength=2.2)
 
 
@@ -152,7 +153,7 @@ def plot_curves(frame, metric: str, dataset: str, direction: str):
                      "training")
         ax.grid(True, linewidth=0.3, alpha=0.5)
         fig.tight_layout()
-        _legend(ax, len(groups))
+        _legend(ax)
     return fig
 
 
@@ -203,17 +204,14 @@ def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[t
         numeric = all(_as_number(v) is not None for v in values)
         categories = sorted(set(values), key=lambda v: (_as_number(v) is None, _as_number(v) or 0, v))
         position = {v: (_as_number(v) if numeric else i) for i, v in enumerate(categories)}
-        n_entries = 0
         for i, ((method, dataset, direction), g) in enumerate(frame.groupby(["method", "dataset", "direction"])):
             g = g.assign(x=[position[p.get(param)] for p in g["params"]]).sort_values("x")
             label = f"{method_label(method)}, {dataset_label(dataset, direction)}"
             bars = ax.errorbar(g["x"], g["mean"], yerr=g["std"], capsize=2, label=label, **_series_style(i))
-            n_entries += 1
             color = bars[0].get_color()
             if baseline and (method, dataset) in baseline:
                 mean, _ = baseline[(method, dataset)]
                 ax.axhline(mean, color=color, linestyle="--", linewidth=0.8, label=f"{method_label(method)} default")
-                n_entries += 1
             if published is not None and len(published):
                 pub = published[(published["method"] == method) & (published["dataset"] == dataset)
                                 & (published["direction"] == direction) & (published["metric"] == metric)]
@@ -226,7 +224,6 @@ def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[t
                 if xs:
                     ax.plot(xs, ys, linestyle="none", marker="s", markerfacecolor="none", color=color,
                             label=f"{method_label(method)} (paper)")
-                    n_entries += 1
         if numeric:
             xs = sorted(position.values())
             if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
@@ -241,7 +238,7 @@ def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[t
         ax.set_ylabel(f"{select} {_axis_label(metric)}")
         ax.grid(True, linewidth=0.3, alpha=0.5)
         fig.tight_layout()
-        _legend(ax, n_entries)
+        _legend(ax)
     return fig, param
 
 
