@@ -202,9 +202,10 @@ def discriminator_loss(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                        gan_mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """0.5 * (L(D(fake), 0) + L(D(real), 1)), the CycleGAN/pix2pix/CUT D objective, and its two terms.
 
-    `fake` must already be detached (or drawn from an image pool). Returns (loss_D, loss_D_real, loss_D_fake).
+    `fake` is detached here (D's objective never reaches the generator; an image pool of size 0 hands back
+    the generator's own output). Returns (loss_D, loss_D_real, loss_D_fake).
     """
-    loss_fake = gan_loss(netD(fake), False, gan_mode).mean()
+    loss_fake = gan_loss(netD(fake.detach()), False, gan_mode).mean()
     loss_real = gan_loss(netD(real), True, gan_mode).mean()
     return 0.5 * (loss_fake + loss_real), loss_real, loss_fake
 

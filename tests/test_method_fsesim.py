@@ -292,3 +292,10 @@ def test_spatial_loss_gradient_reaches_the_translation():
     tgt = batch(seed=1)["A"].requires_grad_()
     m.spatial_loss(src, tgt).backward()
     assert tgt.grad is not None and tgt.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["fsesim", "lsesim"])
+def test_trains_without_an_image_pool(name):
+    """pool_size=0 hands D the translation itself; D's step must not backpropagate into G's graph."""
+    m = smoke(name, pool_size=0)
+    assert all(torch.isfinite(v) for v in m.train_step(batch(m.cfg.crop_size, m.cfg.batch_size, seed=1)).values())

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from methods.base import discriminator_loss
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce, patch_nce
 from methods.nets.antialias import Downsample, Upsample
@@ -133,3 +134,15 @@ def test_instance_norms_give_true_gradients_for_channels_last_upstream_gradients
         finite = ((norm(x + eps * u, *extra) - norm(x - eps * u, *extra)) / (2 * eps) * v).sum()
     grad = torch.autograd.grad(norm(x, *extra), x, v)[0]
     assert (grad * u).sum().item() == pytest.approx(finite.item(), rel=1e-6)
+
+
+def test_discriminator_loss_never_reaches_the_generator():
+    """An image pool of size 0 returns G's output itself; D's objective must still stop at it."""
+    torch.manual_seed(0)
+    D = NLayerDiscriminator(3, 8, 2, "instance")
+    w = torch.ones((), requires_grad=True)
+    fake = torch.rand(1, 3, 32, 32) * w  # stands for G's output
+    loss, real_term, fake_term = discriminator_loss(D, torch.rand(1, 3, 32, 32), fake, "lsgan")
+    loss.backward()
+    assert w.grad is None and all(p.grad is not None for p in D.parameters())
+    assert loss.item() == pytest.approx(0.5 * (real_term.item() + fake_term.item()))
