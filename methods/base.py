@@ -210,6 +210,13 @@ def discriminator_loss(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     return 0.5 * (loss_fake + loss_real), loss_real, loss_fake
 
 
+def discriminator_backward(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor, gan_mode: str) -> torch.Tensor:
+    """Backpropagate `discriminator_loss` (for two Ds that share one optimiser step); returns loss_D."""
+    loss = discriminator_loss(netD, real, fake, gan_mode)[0]
+    loss.backward()
+    return loss
+
+
 def discriminator_step(netD: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
                        gan_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """One update of a D with its own optimiser on `discriminator_loss`. Leaves D trainable; returns

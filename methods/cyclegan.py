@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from methods.base import Method, adam, discriminator_loss, parameters_of, set_requires_grad
+from methods.base import Method, adam, discriminator_backward, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.image_pool import ImagePool
@@ -101,15 +101,11 @@ class CycleGAN(Method):
 
         set_requires_grad([n["netD_A"], n["netD_B"]], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        losses["D_A"] = self._backward_D(n["netD_A"], real_B, self.fake_B_pool.query(fake_B))
-        losses["D_B"] = self._backward_D(n["netD_B"], real_A, self.fake_A_pool.query(fake_A))
+        mode = self.cfg.gan_mode
+        losses["D_A"] = discriminator_backward(n["netD_A"], real_B, self.fake_B_pool.query(fake_B), mode)
+        losses["D_B"] = discriminator_backward(n["netD_B"], real_A, self.fake_A_pool.query(fake_A), mode)
         self.optimizers["D"].step()
         return {k: v.detach() for k, v in losses.items()}
-
-    def _backward_D(self, netD, real, fake):
-        loss = discriminator_loss(netD, real, fake.detach(), self.cfg.gan_mode)[0]
-        loss.backward()
-        return loss
 
     @torch.no_grad()
     def translate(self, x, z=None, direction="AtoB"):

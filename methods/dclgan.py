@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, discriminator_loss, parameters_of, set_requires_grad
+from methods.base import Method, adam, discriminator_backward, parameters_of, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
@@ -199,11 +199,6 @@ class DCLGAN(Method):
         return {"NCE1": self.dual_nce(real_A, fake_B, "netG_A", "netF1", "netG_B", "netF2") * c.lambda_NCE,
                 "NCE2": self.dual_nce(real_B, fake_A, "netG_B", "netF2", "netG_A", "netF1") * c.lambda_NCE}
 
-    def backward_D(self, netD: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        loss = discriminator_loss(self.nets[netD], real, fake.detach(), self.cfg.gan_mode)[0]
-        loss.backward()
-        return loss
-
     def train_step(self, batch):
         c, n, opt = self.cfg, self.nets, self.optimizers
         real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
@@ -218,8 +213,8 @@ class DCLGAN(Method):
         # D_A and D_B first (the CUT-family order)
         set_requires_grad([n["netD_A"], n["netD_B"]], True)
         opt["D"].zero_grad(set_to_none=True)
-        loss_D_A = self.backward_D("netD_A", real_B, self.fake_B_pool.query(fake_B))
-        loss_D_B = self.backward_D("netD_B", real_A, self.fake_A_pool.query(fake_A))
+        loss_D_A = discriminator_backward(n["netD_A"], real_B, self.fake_B_pool.query(fake_B), c.gan_mode)
+        loss_D_B = discriminator_backward(n["netD_B"], real_A, self.fake_A_pool.query(fake_A), c.gan_mode)
         opt["D"].step()
 
         # then G_A, G_B and the heads
