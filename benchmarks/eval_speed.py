@@ -75,7 +75,7 @@ def bench_pair(name: str, real: Path, fake: Path, weights: Path, metrics: str, t
                         {**env, "TORCH_HOME": str(home)})
     fid_ref = float(re.search(r"FID:\s+([-0-9.e]+)", out).group(1))
     cache = tmp / name / "bench_cache"
-    ours = [sys.executable, "-m", "bench.cli_eval", "--real", str(real), "--fake", str(fake), "--metrics", metrics,
+    ours = [sys.executable, "-m", "bench.cli", "eval", "--real", str(real), "--fake", str(fake), "--metrics", metrics,
             "--inception-weights", str(weights), "--cache-dir", str(cache), "--json", str(tmp / name / "ours.json")]
     t_cold, _ = _timed(ours, env)
     t_warm, _ = _timed(ours, env)

@@ -69,7 +69,7 @@ def test_import_cli_writes_a_loadable_checkpoint(tmp_path, capsys):
 
 
 def test_run_summary_groups_skips_and_unavailable_metrics(capsys):
-    from bench.cli import _print_summary
+    from bench.cli.run import _print_summary
     from bench.runner import RunResult
 
     ok = RunResult("cut", "horse2zebra", 0, "finished", Path("/r/cut/seed0"),

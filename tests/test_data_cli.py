@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from bench import cli_data
+from bench.cli import data as cli_data
+from bench.cli import main as bench_main
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,7 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 
 def test_list_shows_every_dataset(capsys):
-    assert cli_data.main(["data", "list"]) == 0
+    assert bench_main(["data", "list"]) == 0
     out = capsys.readouterr().out
     for name in ("cityscapes", "horse2zebra", "afhq", "maps", "facades", "toy"):
         assert name in out
@@ -66,9 +67,9 @@ def test_get_cityscapes_prints_the_manual_steps(tmp_path, capsys):
 
 
 def test_get_toy_and_errors_are_one_line(capsys):
-    assert cli_data.main(["data", "get", "toy", "--no-progress"]) == 0
-    assert cli_data.main(["data", "check", "afhq"]) == 1
+    assert bench_main(["data", "get", "toy", "--no-progress"]) == 0
+    assert bench_main(["data", "check", "afhq"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: dataset 'afhq' not found")
-    assert cli_data.main(["data", "get", "horse2zebar"]) == 2  # unknown name is a usage error
+    assert len(err) == 1 and err[0].startswith("bench: error: dataset 'afhq' not found")
+    assert bench_main(["data", "get", "horse2zebar"]) == 2  # unknown name is a usage error
     assert "did you mean 'horse2zebra'" in capsys.readouterr().err

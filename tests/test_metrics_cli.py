@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import cli_eval
+from bench.cli import eval as cli_eval
+from bench.cli import main as bench_main
 
 
 def _folder(root, n=4, seed=0, size=32):
@@ -29,7 +30,7 @@ def test_register_adds_the_eval_subcommand():
 def test_two_folders_print_a_table_and_write_json(tmp_path, capsys):
     real, fake = _folder(tmp_path / "real"), _folder(tmp_path / "fake", seed=1)
     out = tmp_path / "scores.json"
-    code = cli_eval.main(["--real", str(real), "--fake", str(fake), "--metrics", "swd,psnr,ssim", "--seed", "3",
+    code = bench_main(["eval", "--real", str(real), "--fake", str(fake), "--metrics", "swd,psnr,ssim", "--seed", "3",
                           "--context", "direction=AtoB", "--json", str(out)])
     assert code == 0
     table = capsys.readouterr().out
@@ -44,7 +45,7 @@ def test_two_folders_print_a_table_and_write_json(tmp_path, capsys):
 def test_segmentation_alias_without_weights_reports_unavailable(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("BENCH_SEG_WEIGHTS", raising=False)
     fake, labels = _folder(tmp_path / "fake"), _folder(tmp_path / "labels", seed=2)
-    assert cli_eval.main(["--fake", str(fake), "--labels", str(labels), "--metrics", "seg", "--json",
+    assert bench_main(["eval", "--fake", str(fake), "--labels", str(labels), "--metrics", "seg", "--json",
                           str(tmp_path / "o.json")]) == 0
     doc = json.loads((tmp_path / "o.json").read_text())
     assert set(doc["metrics"]) == {"miou", "pixel_acc", "class_acc"}
@@ -72,7 +73,7 @@ def test_rescoring_a_run_writes_json_and_logs_to_its_mlflow_run(tmp_path):
     exp = client.create_experiment("toy")
     run_id = client.create_run(exp).info.run_id
     (run / "mlflow_run_id.txt").write_text(run_id)
-    assert cli_eval.main(["--run", str(run), "--tracking-uri", uri]) == 0
+    assert bench_main(["eval", "--run", str(run), "--tracking-uri", uri]) == 0
     doc = json.loads((run / "metrics_rescored.json").read_text())
     assert set(doc["metrics"]) == {"swd", "l1"}  # what the run reported, minus what needs the model
     fp = doc["metrics"]["swd"]["fingerprint"]
@@ -85,11 +86,11 @@ def test_rescoring_a_run_writes_json_and_logs_to_its_mlflow_run(tmp_path):
 def test_rescoring_without_tracking_and_bad_run_folders(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run = _run_dir(tmp_path)
-    assert cli_eval.main(["--run", str(run), "--metrics", "swd"]) == 0
+    assert bench_main(["eval", "--run", str(run), "--metrics", "swd"]) == 0
     assert set(json.loads((run / "metrics_rescored.json").read_text())["metrics"]) == {"swd"}
-    assert cli_eval.main(["--run", str(run), "--tag", "best"]) == 1
+    assert bench_main(["eval", "--run", str(run), "--tag", "best"]) == 1
     assert "eval/best/fake is missing" in capsys.readouterr().err
-    assert cli_eval.main(["--run", str(tmp_path)]) == 1
+    assert bench_main(["eval", "--run", str(tmp_path)]) == 1
     assert "no config.json" in capsys.readouterr().err
-    assert cli_eval.main(["--run", str(run), "--real", str(run)]) == 2
-    assert cli_eval.main([]) == 2
+    assert bench_main(["eval", "--run", str(run), "--real", str(run)]) == 2
+    assert bench_main(["eval"]) == 2

@@ -7,10 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.cli_eval import main as eval_main
+from bench.cli import main as bench_main
 from bench.errors import BenchError, DataError, UsageError
 from bench.metrics import evaluate
 from bench.metrics.images import LoadOptions, load_images, uniform_chunks
+
+
+def eval_main(argv):
+    return bench_main(["eval", *argv])
 
 
 def _png(path: Path, size=(32, 32), mode="RGB", seed=0) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import ConfigError
-from bench.studies import find_spec, load_spec, parse_spec
+from bench.studies.spec import find_spec, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "studies").glob("*.yaml"))
@@ -29,7 +29,7 @@ def test_every_paper_table_has_a_spec():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_specs_resolve_to_valid_run_configs(path):
     """Every grid point (or enqueued point) builds a run config for the paper and for toy/smoke."""
-    from bench.studies_run import RunOptions, validate_points
+    from bench.studies.run import RunOptions, validate_points
 
     spec = load_spec(path)
     assert spec.paper, "each shipped spec names the paper table it reproduces"
@@ -161,7 +161,7 @@ def _fake_study(spec, rows):
 
 
 def test_study_table_puts_published_numbers_beside_reproduced_ones():
-    from bench.studies_report import render, study_table
+    from bench.studies.report import render, study_table
 
     spec = load_spec(REPO / "studies" / "qsattn_queries.yaml").with_options(seeds=(0, 1))
     study = _fake_study(spec, [({"num_patches": 64, "method": "qsattn_global"}, [50.0, 52.0]),

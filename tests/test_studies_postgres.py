@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.studies import load_spec
-from bench.studies_run import RunOptions, open_handle, open_study
+from bench.studies.spec import load_spec
+from bench.studies.run import RunOptions, open_handle, open_study
 
 REPO = Path(__file__).resolve().parent.parent
 PG_USER = "bench"
@@ -127,7 +127,7 @@ def test_four_workers_on_postgres_lose_nothing_and_run_nothing_twice(tmp_path, p
     path = write_spec(tmp_path / "spec.yaml", name,
                       overrides={"epochs": 2, "sleep": 0.1, "marker_dir": str(tmp_path / "markers"),
                                  "wait_for_workers": 4})
-    r = subprocess.run([sys.executable, "-m", "bench.cli_study", "run", str(path), "--workers", "4",
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "study", "run", str(path), "--workers", "4",
                         "--storage", postgres_url, "--no-tracking"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -157,8 +157,8 @@ def test_postgres_stale_trials_are_failed_and_retried(tmp_path, postgres_url):
     import optuna
     from optuna.trial import TrialState
 
-    from bench.studies_run import _next_trial
-    from bench.studies_storage import OWNER_ATTR, owner_record
+    from bench.studies.run import _next_trial
+    from bench.studies.storage import OWNER_ATTR, owner_record
 
     name = f"pgstale_{uuid.uuid4().hex[:8]}"
     spec = load_spec(write_spec(tmp_path / "spec.yaml", name, heartbeat_interval=1, grace_period=1)
@@ -181,7 +181,7 @@ def test_postgres_stale_trials_are_failed_and_retried(tmp_path, postgres_url):
                      if "failed_trial" in t.system_attrs)
     assert retried == [0, 1]
     # The study then completes with every grid point once.
-    from bench.studies_run import work
+    from bench.studies.run import work
 
     work(spec, opts, handle, study)
     complete = study.get_trials(states=(TrialState.COMPLETE,))

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.studies import load_spec
-from bench.studies_run import RunOptions, open_handle, open_study, work
+from bench.studies.spec import load_spec
+from bench.studies.run import RunOptions, open_handle, open_study, work
 
 optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
@@ -74,7 +74,7 @@ def test_grid_study_runs_every_point_once_and_logs_nested_mlflow_runs(tmp_path, 
     assert study.best_value == pytest.approx(0.005)
     assert study.best_value == min(t.value for t in trials)
 
-    from bench.studies_run import finalize
+    from bench.studies.run import finalize
 
     out = finalize(study, spec, opts)
     table = (out / "table.md").read_text()
@@ -103,7 +103,7 @@ def test_grid_study_runs_every_point_once_and_logs_nested_mlflow_runs(tmp_path, 
 def test_pruned_trials_are_visible_in_optuna_mlflow_and_table(tmp_path, mlflow_uri):
     from mlflow import MlflowClient
 
-    from bench.studies_report import study_table
+    from bench.studies.report import study_table
 
     spec = load_spec(write_spec(tmp_path / "quad.yaml", seeds=[0],
                                 pruner={"type": "median", "n_startup_trials": 2}))
@@ -154,8 +154,8 @@ def test_spec_change_on_existing_study_is_refused(tmp_path):
 
 
 def test_dead_worker_trial_is_failed_and_requeued_with_its_params(tmp_path):
-    from bench.studies_run import _next_trial
-    from bench.studies_storage import OWNER_ATTR, owner_record
+    from bench.studies.run import _next_trial
+    from bench.studies.storage import OWNER_ATTR, owner_record
 
     spec = load_spec(write_spec(tmp_path / "quad.yaml", grace_period=1, heartbeat_interval=1))
     opts = RunOptions(tracking=False)
@@ -192,7 +192,10 @@ def test_dead_worker_trial_is_failed_and_requeued_with_its_params(tmp_path):
 
 
 def test_cli_table_status_and_errors(tmp_path, capsys):
-    from bench.cli_study import main
+    from bench.cli import main as bench_main
+
+    def main(argv):
+        return bench_main(["study", *argv])
 
     path = str(write_spec(tmp_path / "quad.yaml", seeds=[0]))
     assert main(["table", path]) == 2
@@ -219,7 +222,7 @@ def test_two_workers_survive_sigkill_and_resume(tmp_path):
     killed ones failed and retried, every grid point complete once."""
     path = write_spec(tmp_path / "quad.yaml",
                       overrides={"epochs": 3, "sleep": 0.5, "marker_dir": str(tmp_path / "markers")})
-    args = [sys.executable, "-m", "bench.cli_study", "run", str(path), "--workers", "2", "--no-tracking"]
+    args = [sys.executable, "-m", "bench.cli", "study", "run", str(path), "--workers", "2", "--no-tracking"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spec = load_spec(path)
@@ -261,7 +264,7 @@ def test_two_workers_survive_sigkill_and_resume(tmp_path):
 
 def test_submitit_local_executor_runs_workers(tmp_path):
     pytest.importorskip("submitit", reason="submitit is the optional [slurm] extra")
-    from bench.studies_run import submit
+    from bench.studies.run import submit
 
     spec = load_spec(write_spec(tmp_path / "quad.yaml", seeds=[0]))
     opts = RunOptions(tracking=False)
@@ -278,7 +281,7 @@ def test_submitit_local_executor_runs_workers(tmp_path):
 def test_qsattn_queries_smoke_study_on_toy(tmp_path, inception_weights):
     """The real thing: the Table 5 spec on toy/smoke, two trials, FID through the runner, table and plot."""
     r = subprocess.run(
-        [sys.executable, "-m", "bench.cli_study", "run", str(REPO / "studies" / "qsattn_queries.yaml"),
+        [sys.executable, "-m", "bench.cli", "study", "run", str(REPO / "studies" / "qsattn_queries.yaml"),
          "--dataset", "toy", "--preset", "smoke", "--n-trials", "2", "--device", "cpu",
          "--inception-weights", str(inception_weights), "--set", "eval.n_test=8", "--set", "train.eval_n=8"],
         cwd=tmp_path, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -1,36 +1,15 @@
-"""`bench` command line: thin parsing and printing around the library.
-
-    bench run --methods all --dataset toy --preset smoke [--seeds 0 1] [--set key=value ...]
-    bench eval | table | plot | study | data | import | methods | doctor
-"""
+"""`bench run`: train and evaluate methods on a dataset under fixed seeds, with a summary table at the end."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import logging
-import sys
-from pathlib import Path
 
 from bench.errors import BenchError, UsageError
 
 log = logging.getLogger("bench")
 
-# Subsystems that add their own subcommands: module -> register(subparsers).
-SUBCOMMAND_MODULES = ("bench.cli_data", "bench.cli_eval", "bench.cli_table", "bench.cli_study")
 
-
-def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
-
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)], force=True)
-    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", "git", "filelock", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-# ------------------------------------------------------------------------------------------ run
-def add_run_parser(sub) -> None:
+def register(sub) -> None:
     p = sub.add_parser("run", help="train and evaluate methods on a dataset under fixed seeds",
                        description="Train and evaluate each method on DATASET for each seed; track in MLflow.")
     p.add_argument("--methods", nargs="+", required=True, metavar="NAME",
@@ -158,112 +137,3 @@ def _print_summary(results, skipped) -> None:
     console.print(table)
     for note, who in notes.items():
         console.print(f"{note} ({', '.join(who)})", markup=False, highlight=False, soft_wrap=True)
-
-
-# ------------------------------------------------------------------------------------------ methods
-def cmd_methods(args) -> int:
-    """One block per method: name, kind, official code and licence, then the paper."""
-    import methods as registry
-
-    for name in registry.names():
-        try:
-            cls = registry.get(name)
-        except ImportError as exc:
-            print(f"{name:22s} unavailable: {exc}")
-            continue
-        kind = ", ".join(k for k, on in (("paired", cls.paired), ("multimodal", cls.multimodal),
-                                         ("two-way", cls.two_way)) if on) or "unpaired"
-        print(f"{name:22s} {kind:20s} {cls.official_code}  [{cls.licence}]")
-        print(f"{'':22s} {cls.citation}")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------ import
-def cmd_import(args) -> int:
-    from bench.importing import import_checkpoint
-
-    out = import_checkpoint(args.method, Path(args.checkpoint), net=args.net, out=Path(args.out),
-                            dataset=args.dataset, data_root=args.data_root, direction=args.direction,
-                            preset=args.preset, overrides=args.overrides, device=args.device or "auto",
-                            inception_weights=args.inception_weights)
-    print(out)
-    return 0
-
-
-def add_import_parser(sub) -> None:
-    p = sub.add_parser("import", help="load an official generator checkpoint (and optionally evaluate it)")
-    p.add_argument("method")
-    p.add_argument("checkpoint", help="official .pth file, e.g. latest_net_G.pth or latest_net_G_A.pth")
-    p.add_argument("--net", help="which net the file holds (default: from the file name, else the generator)")
-    p.add_argument("--dataset", help="evaluate the imported generator on this dataset's test split")
-    p.add_argument("--data-root")
-    p.add_argument("--direction")
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default="runs/imported")
-    p.add_argument("--device", default=None)
-    p.add_argument("--inception-weights", default=None)
-    p.set_defaults(func=cmd_import)
-
-
-# ------------------------------------------------------------------------------------------ doctor
-def cmd_doctor(args) -> int:
-    import os
-    import platform
-
-    import torch
-
-    print(f"python {platform.python_version()}  torch {torch.__version__}  cuda {torch.cuda.is_available()}  "
-          f"threads {torch.get_num_threads()}")
-    for var in ("BENCH_INCEPTION_WEIGHTS", "BENCH_DATA_ROOT", "BENCH_CACHE_DIR", "MLFLOW_TRACKING_URI", "TORCH_HOME"):
-        print(f"{var}={os.environ.get(var, '')}")
-    try:
-        from bench.metrics.features import resolve_inception_weights  # type: ignore
-
-        print(f"inception weights: {resolve_inception_weights(None, download=False)}")
-    except Exception as exc:  # doctor reports, never fails
-        print(f"inception weights: unavailable ({exc})")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------ main
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_run_parser(sub)
-    add_import_parser(sub)
-    sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
-    sub.add_parser("doctor", help="show the environment bench sees").set_defaults(func=cmd_doctor)
-    for module in SUBCOMMAND_MODULES:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-    return dispatch(args)
-
-
-def dispatch(args: argparse.Namespace) -> int:
-    """Run the chosen subcommand; a BenchError becomes one line on stderr and its exit code."""
-    try:
-        return int(args.func(args) or 0)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

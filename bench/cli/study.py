@@ -4,7 +4,7 @@
     bench study worker studies/qsattn_queries.yaml --dataset toy --preset smoke      # join from elsewhere
     bench study table studies/qsattn_queries.yaml --dataset toy --preset smoke --format latex
 
-Also runnable as `python -m bench.cli_study ...` (how `--workers N` starts its worker processes).
+Workers started by `--workers N` run `python -m bench.cli study worker ...`.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _parse_set(items: list[str]) -> dict[str, str]:
 
 
 def _spec(args):
-    from bench.studies import find_spec, load_spec
+    from bench.studies.spec import find_spec, load_spec
 
     spec = load_spec(find_spec(args.spec))
     return spec.with_options(preset=args.preset, dataset=args.dataset, overrides=_parse_set(args.overrides),
@@ -111,7 +111,7 @@ def _spec(args):
 
 
 def _opts(args):
-    from bench.studies_run import RunOptions
+    from bench.studies.run import RunOptions
 
     return RunOptions(out=getattr(args, "out", "runs"), tracking_uri=args.tracking_uri,
                       device=getattr(args, "device", None), data_root=getattr(args, "data_root", None),
@@ -142,7 +142,7 @@ def _use_agg() -> None:
 
 
 def cmd_run(args) -> int:
-    from bench.studies_run import finalize, open_handle, open_study, run_workers, study_state, work
+    from bench.studies.run import finalize, open_handle, open_study, run_workers, study_state, work
 
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: use 1 or more")
@@ -165,7 +165,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from bench.studies_run import worker_entry
+    from bench.studies.run import worker_entry
 
     import os
 
@@ -175,8 +175,8 @@ def cmd_worker(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from bench.studies_run import load_existing, open_handle, study_state
-    from bench.studies_storage import OWNER_ATTR, owner_is_dead
+    from bench.studies.run import load_existing, open_handle, study_state
+    from bench.studies.storage import OWNER_ATTR, owner_is_dead
     from optuna.trial import TrialState
 
     spec = _spec(args)
@@ -203,8 +203,8 @@ def cmd_status(args) -> int:
 def cmd_table(args) -> int:
     from pathlib import Path
 
-    from bench.studies_report import render, study_table
-    from bench.studies_run import load_existing, open_handle
+    from bench.studies.report import render, study_table
+    from bench.studies.run import load_existing, open_handle
 
     spec = _spec(args)
     study = load_existing(spec, open_handle(spec, create=False))
@@ -224,8 +224,8 @@ def cmd_table(args) -> int:
 def cmd_plot(args) -> int:
     from pathlib import Path
 
-    from bench.studies_report import save_plots
-    from bench.studies_run import load_existing, open_handle
+    from bench.studies.report import save_plots
+    from bench.studies.run import load_existing, open_handle
 
     _use_agg()
     spec = _spec(args)
@@ -237,7 +237,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from bench.studies_run import finalize, load_existing, open_handle, submit
+    from bench.studies.run import finalize, load_existing, open_handle, submit
 
     spec, opts = _spec(args), _opts(args)
     params = {"timeout_min": args.time}
@@ -254,22 +254,3 @@ def cmd_submit(args) -> int:
         _use_agg()
         finalize(load_existing(spec, open_handle(spec)), spec, opts)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.cli_study ...` (worker processes use this)."""
-    parser = argparse.ArgumentParser(prog="bench study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_subcommands(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(process)d %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", "git", "filelock", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from bench.cli import dispatch
-
-    return dispatch(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

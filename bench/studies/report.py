@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench.studies import StudySpec
+from bench.studies.spec import StudySpec
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def study_table(study, spec: StudySpec, digits: int = 2):
 
 
 def _maximized(spec: StudySpec) -> set[str]:
-    from bench.studies import HIGHER_IS_BETTER
+    from bench.studies.spec import HIGHER_IS_BETTER
 
     out = {m for m, d in zip(spec.objective.metrics, spec.objective.directions) if d == "maximize"}
     return out | set(HIGHER_IS_BETTER)

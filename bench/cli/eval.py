@@ -266,20 +266,3 @@ def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str
         raise UsageError(f"cannot log to MLflow run {run_id} at {tracking_uri}: {exc}") from None
     log.info("logged %d metrics to MLflow run %s", len(metrics), run_id)
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.cli_eval ...`: the eval subcommand on its own (used by benchmarks/eval_speed.py)."""
-    parser = argparse.ArgumentParser(prog="bench eval", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return cmd_eval(args)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

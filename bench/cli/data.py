@@ -137,22 +137,3 @@ def cmd_check(args: argparse.Namespace) -> int:
     console.print("[red]FAILED[/red]" if failed else ("[green]OK[/green]" if report.complete else
                                                          "[yellow]OK (partial)[/yellow]"))
     return 1 if failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m bench.cli_data data ...`) until `bench.cli` wires it in."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="bench")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from bench.errors import BenchError, ConfigError, UsageError
-from bench.studies import StudySpec, TEST_METHODS
-from bench.studies_report import SEED_METRICS_ATTR
-from bench.studies_storage import OWNER_ATTR, StudyStorage, default_storage, open_storage, owner_record
+from bench.studies.spec import StudySpec, TEST_METHODS
+from bench.studies.report import SEED_METRICS_ATTR
+from bench.studies.storage import OWNER_ATTR, StudyStorage, default_storage, open_storage, owner_record
 
 log = logging.getLogger(__name__)
 
@@ -591,7 +591,7 @@ def _die_with_parent() -> None:
 
 
 def run_workers(argv: list[str], n: int) -> int:
-    """Launch `n` worker subprocesses (`python -m bench.cli_study worker ...`) and wait; returns the worst code."""
+    """Launch `n` worker subprocesses (`python -m bench.cli study worker ...`) and wait; returns the worst code."""
     procs = []
     # Each worker gets its share of the cores: n processes x all-core OpenMP pools oversubscribe the machine,
     # and spinning threads then make every worker many times slower. An explicit OMP_NUM_THREADS wins.
@@ -599,7 +599,7 @@ def run_workers(argv: list[str], n: int) -> int:
     share = str(max(1, cores // max(1, n)))
     for i in range(n):
         env = {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share, **os.environ, "BENCH_STUDY_WORKER": str(i)}
-        cmd = [sys.executable, "-m", "bench.cli_study", *argv]
+        cmd = [sys.executable, "-m", "bench.cli", "study", *argv]
         procs.append(subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if os.name == "posix" else None))
     log.info("started %d workers: %s", n, " ".join(str(p.pid) for p in procs))
     codes = []
@@ -664,7 +664,7 @@ def study_state(study, spec: StudySpec) -> dict[str, Any]:
 
 def finalize(study, spec: StudySpec, opts: RunOptions) -> Path:
     """Write the table and figures to <results_dir>/<study>/ and attach them and the best params to the parent run."""
-    from bench.studies_report import render, save_plots, study_table
+    from bench.studies.report import render, save_plots, study_table
 
     out_dir = Path(opts.results_dir) / spec.study_name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 A spec names a method and dataset, a preset, fixed overrides, a search space, the objective (metric(s),
 direction, mean over seeds), the sampler (grid / tpe / random, seeded), the pruner (none / median / hyperband
-on the metric evaluated during training) and the storage. `bench.studies_run` turns it into an Optuna study.
+on the metric evaluated during training) and the storage. `bench.studies.run` turns it into an Optuna study.
 
 Search-space parameters:
 - `categorical` (choices), `int` / `float` (low, high, optional step, log), `variant` (named override sets:
@@ -304,7 +304,7 @@ def find_spec(name_or_path: str | Path, studies_dir: str | Path = "studies") -> 
     if path.is_file():
         return path
     candidates = [Path(studies_dir) / f"{name_or_path}.yaml",
-                  Path(__file__).resolve().parent.parent / "studies" / f"{name_or_path}.yaml"]
+                  Path(__file__).resolve().parents[2] / "studies" / f"{name_or_path}.yaml"]
     for c in candidates:
         if c.is_file():
             return c
