@@ -239,7 +239,7 @@ class Evaluator:
                 rec = method.reconstruct(a.to(self.device), b.to(self.device)).cpu()
             total += (rec - b).abs().mean(dim=(1, 2, 3)).sum().item()
             count += len(idx)
-        return MetricResult(name="recon_l1", value=total / count, std=None, details={}, higher_is_better=False,
+        return MetricResult(name="recon_l1", value=total / count, std=None, details={},
                             unavailable=None, fingerprint={"metric": "recon_l1", "n": count, "range": "[-1,1]",
                                                            "protocol": "BicycleGAN Table 1: ||B - G(A, mu(E(B)))||_1",
                                                            **self._context()})

@@ -16,15 +16,9 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from bench.errors import DataError, UsageError
-from bench.tables import (
-    METRIC_LABELS,
-    dataset_label,
-    finished_runs,
-    higher_is_better,
-    method_label,
-    method_order,
-    parse_setting,
-)
+from bench.metrics import catalog
+from bench.published import parse_setting
+from bench.tables import dataset_label, finished_runs, method_label, method_order
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +91,8 @@ def _legend(ax) -> None:
 
 
 def _axis_label(metric: str) -> str:
-    return f"{METRIC_LABELS.get(metric, metric)} ({'higher' if higher_is_better(metric) else 'lower'} is better)"
+    m = catalog.get(metric)
+    return f"{m.label} ({'higher' if m.higher_is_better else 'lower'} is better)"
 
 
 # ------------------------------------------------------------------------------------------ metric vs epoch
@@ -149,7 +144,7 @@ def plot_curves(frame, metric: str, dataset: str, direction: str):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(_axis_label(metric))
-        ax.set_title(f"{dataset_label(dataset, direction)}: held-out {METRIC_LABELS.get(metric, metric)} during "
+        ax.set_title(f"{dataset_label(dataset, direction)}: held-out {catalog.get(metric).label} during "
                      "training")
         ax.grid(True, linewidth=0.3, alpha=0.5)
         fig.tight_layout()
@@ -352,10 +347,11 @@ def make_figures(out_dir: str | Path, *, metric: str = "fid", tracking_uri: str 
                  kinds: Sequence[str] = ("curves", "sweep", "grid"), n_images: int = 4, published: bool = False,
                  formats: Sequence[str] = FORMATS, runs=None, client=None) -> list[Path]:
     """Draw every requested figure kind into `out_dir`; returns the written files."""
-    from bench.tables import load_published, load_runs
+    from bench.published import load as load_published
+    from bench.tables import load_runs
     from bench.tracking import make_client
 
-    higher_is_better(metric)  # validates the name
+    catalog.get(metric)  # validates the name
     client = client or make_client(tracking_uri)
     if runs is None:
         runs = load_runs(datasets=datasets, methods=methods, client=client)

@@ -13,30 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from bench.errors import DataError, UsageError, closest
+from bench.errors import UsageError, closest
+from bench.metrics import catalog
+from bench.published import format_setting, in_bench_unit, parse_setting
+from bench.published import load as load_published
+from bench.published import pick as pick_published
 
 log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------ metrics
-LOWER_IS_BETTER = frozenset({"fid", "kid", "swd", "l1", "recon_l1", "sec_per_iter", "train_hours", "params_m"})
-HIGHER_IS_BETTER = frozenset({"psnr", "ssim", "miou", "pixel_acc", "class_acc", "lpips_diversity",
-                              "user_quality", "user_target", "user_consistency"})
-METRICS = LOWER_IS_BETTER | HIGHER_IS_BETTER
-METRIC_LABELS = {"fid": "FID", "kid": "KID×100", "swd": "SWD", "l1": "L1", "recon_l1": "Recon. L1",
-                 "psnr": "PSNR", "ssim": "SSIM", "miou": "mIoU", "pixel_acc": "pixAcc", "class_acc": "classAcc",
-                 "lpips_diversity": "LPIPS div.", "sec_per_iter": "s/iter", "train_hours": "hours",
-                 "params_m": "params (M)", "user_quality": "user Q (%)", "user_target": "user T (%)",
-                 "user_consistency": "user C (%)"}
-DECIMALS = {"fid": 1, "kid": 2, "swd": 1, "miou": 1, "pixel_acc": 1, "class_acc": 1, "psnr": 2, "ssim": 3,
-            "l1": 3, "recon_l1": 3, "lpips_diversity": 3, "sec_per_iter": 2, "train_hours": 0, "params_m": 3}
-#: Units bench reports in; a published number in another unit is converted for the comparison (or not compared).
-REPRODUCED_UNITS = {"miou": "%", "pixel_acc": "%", "class_acc": "%"}
-_CONVERSIONS = {("fraction", "%"): 100.0}
+#: Metric labels by name, from the catalogue (bench.metrics.catalog): the one place a metric's facts live.
+METRIC_LABELS = {name: m.label for name, m in catalog.CATALOG.items()}
 
 #: How the papers scored (the protocol bench's fingerprints are compared with): pytorch-fid's Inception with
 #: its own bilinear resize, on 256x256 outputs of the whole test split, the best test-set epoch.
@@ -51,140 +41,11 @@ METHOD_LABELS = {"cyclegan": "CycleGAN", "cut": "CUT", "fastcut": "FastCUT", "dc
                  "munit": "MUNIT", "drit": "DRIT", "distancegan": "DistanceGAN", "selfdistance": "SelfDistance",
                  "gcgan": "GcGAN", "crn": "CRN", "drpan": "DRPAN", "ground_truth": "Ground truth",
                  "real_pairs": "Real pairs"}
-#: The paper whose number is shown first for a method (its own paper), before any other paper's copy.
-HOME_PAPER = {"qsattn_global": "qsattn2022", "qsattn_local": "qsattn2022", "qsattn_local_global": "qsattn2022",
-              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017"}
-
-
-def higher_is_better(metric: str) -> bool:
-    """True when larger values of `metric` (or of its sub-value `metric_detail`) are better."""
-    if metric in METRICS:
-        return metric in HIGHER_IS_BETTER
-    base = metric.rsplit("_", 1)[0]
-    if base in METRICS:
-        return base in HIGHER_IS_BETTER
-    raise UsageError(f"unknown metric {metric!r}{closest(metric, METRICS)}; known: {', '.join(sorted(METRICS))}")
-
-
-def parse_metrics(text: str | Sequence[str]) -> list[str]:
-    """`fid,kid` or ['fid', 'kid'] -> validated metric names (UsageError naming --metric)."""
-    items = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
-    names = [m.strip().lower() for m in items if m.strip()]
-    if not names:
-        raise UsageError("--metric needs at least one metric name, e.g. --metric fid,kid")
-    for m in names:
-        try:
-            higher_is_better(m)
-        except UsageError as exc:
-            raise UsageError(f"--metric: {exc}") from None
-    return names
 
 
 def method_label(method: str) -> str:
     """The paper spelling of a method name ('qsattn_global' -> 'QS-Attn (Global)')."""
     return METHOD_LABELS.get(method, method)
-
-
-# ------------------------------------------------------------------------------------------ published numbers
-PUBLISHED_COLUMNS = ("paper", "table", "method", "variant", "setting", "dataset", "direction", "metric", "unit",
-                     "value", "protocol_note", "source")
-PUBLISHED_REQUIRED = ("paper", "table", "method", "dataset", "direction", "metric", "value", "source")
-PUBLISHED_UNITS = ("", "%", "fraction", "s/iter", "h", "M")
-PUBLISHED_KEY = ("paper", "table", "method", "variant", "setting", "dataset", "direction", "metric")
-
-
-def published_dir(path: str | os.PathLike | None = None) -> Path:
-    """Folder of the published-number CSVs: the argument, else $BENCH_PUBLISHED_DIR, else results/published/."""
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("BENCH_PUBLISHED_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "results" / "published"
-
-
-def validate_published(df, origin: str) -> None:
-    """Check the schema and values of published rows; DataError naming the file and row on the first problem."""
-    missing = [c for c in PUBLISHED_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{origin}: missing column(s) {', '.join(missing)}; expected {', '.join(PUBLISHED_COLUMNS)}")
-    extra = [c for c in df.columns if c not in PUBLISHED_COLUMNS]
-    if extra:
-        raise DataError(f"{origin}: unknown column(s) {', '.join(extra)}; expected {', '.join(PUBLISHED_COLUMNS)}")
-    for pos, (_, row) in enumerate(df.iterrows()):
-        where = f"{origin} line {pos + 2}"  # +2: the header line, and lines count from 1
-        for col in PUBLISHED_REQUIRED:
-            if str(row[col]).strip() == "":
-                raise DataError(f"{where}: empty {col!r}")
-        if row["metric"] not in METRICS:
-            raise DataError(f"{where}: unknown metric {row['metric']!r}{closest(str(row['metric']), METRICS)}")
-        if row["unit"] not in PUBLISHED_UNITS:
-            raise DataError(f"{where}: unit {row['unit']!r} not one of {PUBLISHED_UNITS}")
-        try:
-            value = float(row["value"])
-        except (TypeError, ValueError):
-            raise DataError(f"{where}: value {row['value']!r} is not a number") from None
-        if not math.isfinite(value):
-            raise DataError(f"{where}: value {value} is not finite")
-        for part in filter(None, (p.strip() for p in str(row["setting"]).split(";"))):
-            if "=" not in part:
-                raise DataError(f"{where}: setting part {part!r} is not key=value (parts separated by ';')")
-    dup = df.duplicated(list(PUBLISHED_KEY), keep=False)
-    if dup.any():
-        first = df[dup].iloc[0]
-        raise DataError(f"{origin}: duplicate published entry {dict(first[list(PUBLISHED_KEY)])}")
-
-
-def load_published(metric: str | Sequence[str] | None = None, *, paper: str | None = None, table: str | None = None,
-                   dataset: str | Sequence[str] | None = None, direction: str | None = None,
-                   method: str | Sequence[str] | None = None, path: str | os.PathLike | None = None):
-    """Published numbers as a validated DataFrame (columns PUBLISHED_COLUMNS), optionally filtered."""
-    import pandas as pd
-
-    folder = published_dir(path)
-    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
-    if not files:
-        raise DataError(f"no published-number CSVs in {folder}; set $BENCH_PUBLISHED_DIR or pass its folder")
-    frames = []
-    for f in files:
-        df = pd.read_csv(f, dtype=str, keep_default_na=False)
-        validate_published(df, str(f))
-        frames.append(df)
-    out = pd.concat(frames, ignore_index=True)
-    validate_published(out, str(folder))  # duplicates across files
-    out["value"] = out["value"].astype(float)
-    out["table"] = out["table"].astype(str)
-    filters = {"metric": metric, "paper": paper, "table": table, "dataset": dataset, "direction": direction,
-               "method": method}
-    for col, want in filters.items():
-        if want is None:
-            continue
-        wanted = [want] if isinstance(want, str) else list(want)
-        out = out[out[col].isin(wanted)]
-    return out.reset_index(drop=True)
-
-
-def parse_setting(text: str | Mapping[str, Any] | None) -> dict[str, str]:
-    """'a=1; b=x' or {'method.a': 1} -> {'a': '1', 'b': 'x'} (the `method.` prefix dropped, values as text)."""
-    if not text:
-        return {}
-    if isinstance(text, Mapping):
-        items = text.items()
-    else:
-        items = (p.split("=", 1) for p in (s.strip() for s in str(text).split(";")) if p)
-    out = {}
-    for key, value in items:
-        key = str(key).strip()
-        key = key[len("method."):] if key.startswith("method.") else key
-        if isinstance(value, (list, tuple)):
-            value = ",".join(map(str, value))
-        out[key] = str(value).strip()
-    return out
-
-
-def format_setting(setting: Mapping[str, Any]) -> str:
-    """{'num_patches': 64} -> 'num_patches=64' (sorted, '; '-separated)."""
-    return "; ".join(f"{k}={v}" for k, v in sorted(parse_setting(setting).items()))
 
 
 # ------------------------------------------------------------------------------------------ runs from MLflow
@@ -353,32 +214,6 @@ def protocol_differences(fingerprint: Mapping[str, Any], metric: str, dataset: s
     return notes
 
 
-def _pick_published(candidates, method: str, paper: str | None):
-    """The published row to show for one cell: --paper, else the method's own paper, else the first table."""
-    if candidates.empty:
-        return None, []
-    if paper:
-        candidates = candidates[candidates["paper"] == paper]
-        if candidates.empty:
-            return None, []
-    home = HOME_PAPER.get(method)
-    ranked = sorted(candidates.to_dict("records"),
-                    key=lambda r: (r["paper"] != home, r["table"] not in ("1",), r["paper"], r["table"]))
-    chosen = ranked[0]
-    others = [r for r in ranked[1:] if r["value"] != chosen["value"]]
-    return chosen, others
-
-
-def _to_reproduced_unit(row: Mapping[str, Any]) -> float | None:
-    """A published value in bench's unit for that metric, or None when the units cannot be reconciled."""
-    have = row["unit"]
-    want = REPRODUCED_UNITS.get(row["metric"], have)
-    if have == want:
-        return float(row["value"])
-    factor = _CONVERSIONS.get((have, want))
-    return float(row["value"]) * factor if factor else None
-
-
 class _Notes:
     """Numbered footnotes; the same text gets the same number."""
 
@@ -535,19 +370,19 @@ def _attach_published(cells, published, options: TableOptions, notes: _Notes, ro
                    & (pub["direction"] == cell["direction"]) & (pub["metric"] == cell["metric"])]
         # Ablation variants carry a setting (e.g. num_patches=64, ablation=III); a plain row matches setting "".
         cand = cand[[parse_setting(s) == want for s in cand["setting"]]]
-        chosen, others = _pick_published(cand, cell["method"], options.paper)
+        chosen, others = pick_published(cand, cell["method"], options.paper)
         if chosen is None:
             continue
-        value = _to_reproduced_unit(chosen)
+        value = in_bench_unit(chosen)
         if value is None:
             continue
         cells.at[i, "published"] = value
         cells.at[i, "published_paper"] = chosen["paper"]
         cells.at[i, "published_table"] = chosen["table"]
         sources[(chosen["paper"], chosen["table"])] = chosen["source"]
-        if chosen["unit"] != REPRODUCED_UNITS.get(chosen["metric"], chosen["unit"]):
+        if chosen["unit"] not in ("", catalog.get(chosen["metric"]).unit):
             cells.at[i, "marks"] = cells.at[i, "marks"] + [notes.mark(
-                f"Published in unit {chosen['unit']!r}, converted to {REPRODUCED_UNITS[chosen['metric']]!r} "
+                f"Published in unit {chosen['unit']!r}, converted to {catalog.get(chosen['metric']).unit!r} "
                 f"({chosen['protocol_note']})")]
         if not math.isnan(cell["mean"]):
             cells.at[i, "diff"] = cell["mean"] - value
@@ -571,8 +406,8 @@ def _attach_published(cells, published, options: TableOptions, notes: _Notes, ro
                                                                        sort=False):
             if (method, dataset, direction, metric) in seen:
                 continue
-            chosen, _ = _pick_published(cand, method, options.paper)
-            value = _to_reproduced_unit(chosen) if chosen else None
+            chosen, _ = pick_published(cand, method, options.paper)
+            value = in_bench_unit(chosen) if chosen else None
             if value is None:
                 continue
             sources[(chosen["paper"], chosen["table"])] = chosen["source"]
@@ -595,7 +430,7 @@ def _attach_published(cells, published, options: TableOptions, notes: _Notes, ro
 def _fmt(value: float, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{value:.{DECIMALS.get(metric, 3)}f}"
+    return catalog.get(metric).format(value)
 
 
 def _columns(cells) -> list[tuple[str, str, str]]:
@@ -625,7 +460,7 @@ def _best_rows(cells, columns) -> set[tuple[str, str, str, str]]:
                     & cells["mean"].notna()]
         if len(col) < 2:
             continue
-        target = col["mean"].max() if higher_is_better(m) else col["mean"].min()
+        target = col["mean"].max() if catalog.higher_is_better(m) else col["mean"].min()
         for row in col[col["mean"] == target]["row"]:
             best.add((row, d, r, m))
     return best
@@ -653,7 +488,7 @@ def wide(table: Table, fmt: str = "md"):
     pm = " $\\pm$ " if fmt == "latex" else " ± "
 
     def head(m: str) -> str:
-        return f"{METRIC_LABELS.get(m, m)}{'↑' if higher_is_better(m) else '↓'}"
+        return f"{catalog.get(m).label}{catalog.get(m).arrow}"
 
     kinds = ("ours", "paper", "Δ") if show_pub else ("ours",)
     header = [(dataset_label(d, r), head(m), k) for d, r, m in columns for k in kinds]
@@ -680,7 +515,7 @@ def wide(table: Table, fmt: str = "md"):
                 paper = _fmt(c["published"], m) if not math.isnan(c["published"]) else "—"
                 if paper != "—" and c.get("published_mark", 0):
                     paper += sup([int(c["published_mark"])])
-                diff = "—" if math.isnan(c["diff"]) else f"{c['diff']:+.{DECIMALS.get(m, 3)}f}"
+                diff = "—" if math.isnan(c["diff"]) else f"{c['diff']:+.{catalog.get(m).decimals}f}"
                 if fmt == "latex" and diff != "—":
                     diff = diff.replace("-", "$-$", 1) if diff.startswith("-") else diff
             data[(group, arrow_key, "ours")].append(ours)

@@ -27,11 +27,9 @@ from bench import seeding
 from bench.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.images import save_png
+from bench.metrics.catalog import is_better
 
 log = logging.getLogger(__name__)
-
-LOWER_IS_BETTER = {"fid", "kid", "swd", "l1", "recon_l1"}
-
 
 @dataclass
 class LoopState:
@@ -75,12 +73,6 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         values = [it[key] for it in items]
         out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
     return out
-
-
-def is_better(metric: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    return new < old if metric in LOWER_IS_BETTER else new > old
 
 
 class Trainer:

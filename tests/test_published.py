@@ -7,7 +7,8 @@ import re
 import pytest
 
 from bench.errors import DataError
-from bench.tables import PUBLISHED_COLUMNS, load_published
+from bench.published import COLUMNS as PUBLISHED_COLUMNS
+from bench.published import load as load_published
 
 QSATTN = "papers/003_70dc1fbe279e645e.txt"
 BICYCLEGAN = "papers/002_f436f4843dc3a255.txt"

@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UsageError
-from bench.tables import (
-    TableOptions,
-    build_table,
-    higher_is_better,
-    latex_escape,
-    load_published,
-    load_runs,
-    parse_metrics,
-    render,
-)
+from bench.metrics.catalog import higher_is_better, parse_metrics
+from bench.published import load as load_published
+from bench.tables import TableOptions, build_table, latex_escape, load_runs, render
 from bench.tracking import Tracker
 
 BASE_FID = {"cyclegan": 75.0, "cut": 45.0, "qsattn_global": 41.0}

@@ -8,7 +8,6 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import BenchError
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, DataError, UsageError
+from bench.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 

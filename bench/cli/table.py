@@ -65,7 +65,8 @@ def register(subparsers) -> None:
 def cmd_table(args) -> int:
     """Build, render and print (or write) the table; returns the exit code."""
     from bench.errors import UsageError
-    from bench.tables import TableOptions, build_table, parse_metrics, render
+    from bench.metrics.catalog import parse_metrics
+    from bench.tables import TableOptions, build_table, render
 
     if args.baseline and not args.study:
         raise UsageError("--baseline only applies with --study NAME")

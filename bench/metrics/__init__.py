@@ -5,14 +5,16 @@
     results["fid"].value, results["fid"].fingerprint
 
 Every result is a `MetricResult` carrying its protocol fingerprint; a metric that cannot be computed (missing
-weights) has `value=None` and says why in `unavailable`. Protocols: reference/methods.md §3 and DESIGN.md §5.
+weights) has `value=None` and says why in `unavailable`. What each metric is (direction, unit, label) is
+written once, in `bench.metrics.catalog`. Protocols: reference/methods.md §3 and DESIGN.md §5.
 """
 
-from bench.metrics.evaluate import METRICS, MetricSpec, evaluate
+from bench.metrics.catalog import CATALOG, Metric
+from bench.metrics.evaluate import METRICS, evaluate
 from bench.metrics.lpips_diversity import lpips_diversity
 from bench.metrics.paired import paired_scores
 from bench.metrics.result import MetricResult
 from bench.metrics.segmentation import segmentation_scores
 
-__all__ = ["METRICS", "MetricResult", "MetricSpec", "evaluate", "lpips_diversity", "paired_scores",
+__all__ = ["CATALOG", "METRICS", "Metric", "MetricResult", "evaluate", "lpips_diversity", "paired_scores",
            "segmentation_scores"]

@@ -8,11 +8,11 @@ disk for file inputs); every result carries its protocol fingerprint. A metric t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from bench.errors import MetricUnavailable, UsageError, closest
+from bench.metrics import catalog
 from bench.metrics import fid as fid_mod
 from bench.metrics import kid as kid_mod
 from bench.metrics import swd as swd_mod
@@ -27,41 +27,17 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """What a metric is and which entry point computes it."""
-
-    name: str
-    higher_is_better: bool
-    #: "distribution" (evaluate), "paired" (paired_scores, also via evaluate), "segmentation"
-    #: (segmentation_scores) or "diversity" (lpips_diversity).
-    kind: str
-    description: str
-
-
-METRICS: dict[str, MetricSpec] = {m.name: m for m in (
-    MetricSpec("fid", False, "distribution", "Fréchet Inception Distance, pytorch-fid pool3"),
-    MetricSpec("kid", False, "distribution", "Kernel Inception Distance x100 (mean ± std over subsets)"),
-    MetricSpec("swd", False, "distribution", "PGGAN sliced Wasserstein distance x1e3, mean over pyramid levels"),
-    MetricSpec("l1", False, "paired", "mean |fake - real| on [-1,1] against ground truth"),
-    MetricSpec("psnr", True, "paired", "PSNR (dB) against ground truth"),
-    MetricSpec("ssim", True, "paired", "SSIM (Gaussian 11x11, sigma 1.5) against ground truth"),
-    MetricSpec("miou", True, "segmentation", "Cityscapes DRN mean IoU (%) of generated photos vs label maps"),
-    MetricSpec("pixel_acc", True, "segmentation", "Cityscapes DRN pixel accuracy (%)"),
-    MetricSpec("class_acc", True, "segmentation", "Cityscapes DRN mean class accuracy (%)"),
-    MetricSpec("lpips_diversity", True, "diversity", "mean LPIPS between consecutive samples per input"),
-)}
-DISTRIBUTION = tuple(n for n, m in METRICS.items() if m.kind == "distribution")
+#: The metrics `evaluate` can compute, from the catalogue (bench.metrics.catalog).
+METRICS = {name: catalog.get(name) for name in catalog.names(scored=True)}
+DISTRIBUTION = catalog.names(kind="distribution")
 INCEPTION_METRICS = ("fid", "kid")
 
 
 def check_metric_names(metrics: Sequence[str]) -> None:
     """UsageError for unknown names (with the closest match) and for metrics evaluate() cannot compute."""
     for m in metrics:
-        if m in ("is", "inception_score"):
-            raise UsageError("the Inception Score needs the Inception's 1008-way fc layer (logits); bench's FID "
-                             "protocol uses the pool3 trunk only (the offline weights have no fc), so IS is not "
-                             "offered: use fid/kid")
+        if m in catalog.REFUSED:
+            raise UsageError(catalog.REFUSED[m])
         if m not in METRICS:
             raise UsageError(f"unknown metric {m!r}{closest(m, METRICS)}; valid: {', '.join(METRICS)}")
         kind = METRICS[m].kind
@@ -70,6 +46,8 @@ def check_metric_names(metrics: Sequence[str]) -> None:
                              "(bench eval --labels DIR --seg-weights FILE)")
         if kind == "diversity":
             raise UsageError(f"{m} needs several samples per input from a model: use lpips_diversity()")
+        if kind == "reconstruction":
+            raise UsageError(f"{m} needs the model's encoder: it is scored by `bench run` for methods that declare it")
 
 
 def evaluate(real: ImageInput, fake: ImageInput, metrics: Sequence[str] = ("fid", "kid", "swd"), *,
@@ -115,7 +93,7 @@ def evaluate(real: ImageInput, fake: ImageInput, metrics: Sequence[str] = ("fid"
                              directions=f"{swd_mod.DIR_REPEATS}x{swd_mod.DIRS_PER_REPEAT}", scale=swd_mod.SCALE,
                              unequal_counts="exact 1-D W1 between empirical distributions")
             results["swd"] = MetricResult("swd", r.mean, None, {f"level_{k}": v for k, v in r.levels.items()},
-                                          False, None, fp)
+                                          fingerprint=fp)
     paired = [m for m in metrics if m in PAIRED]
     if paired:
         results.update(paired_scores(real, fake, paired, batch_size=batch_size, num_workers=num_workers,
@@ -126,11 +104,10 @@ def evaluate(real: ImageInput, fake: ImageInput, metrics: Sequence[str] = ("fid"
 def _inception_metrics(wanted: list[str], real_set: ImageSet, fake_set: ImageSet, proto, common: dict[str, Any], *,
                        device: str, batch_size: int, num_workers: int, seed: int, inception_weights, cache_dir,
                        cache: bool | None, kid_subsets: int, kid_subset_size: int | None) -> dict[str, MetricResult]:
-    higher = {m: METRICS[m].higher_is_better for m in wanted}
     try:
         weights: WeightsFile = resolve_inception_weights(inception_weights, cache_dir=cache_dir)
     except MetricUnavailable as exc:
-        return {m: MetricResult.missing(m, str(exc), higher_is_better=higher[m],
+        return {m: MetricResult.missing(m, str(exc),
                                         fingerprint=fingerprint(m, **common, protocol=proto.name, resize=proto.resize))
                 for m in wanted}
     store = default_cache(cache_dir)
@@ -153,7 +130,7 @@ def _inception_metrics(wanted: list[str], real_set: ImageSet, fake_set: ImageSet
             fp["warning"] = warning
         try:
             out["fid"] = MetricResult("fid", fid_mod.frechet_distance_from_features(feats["real"], feats["fake"]),
-                                      None, {}, False, None, fp)
+                                      fingerprint=fp)
         except MetricUnavailable as exc:
             out["fid"] = MetricResult.missing("fid", str(exc), fingerprint=fp)
     if "kid" in wanted:
@@ -162,5 +139,5 @@ def _inception_metrics(wanted: list[str], real_set: ImageSet, fake_set: ImageSet
                          estimator="unbiased MMD^2", subsets=r.subsets, subset_size=r.subset_size,
                          scale=kid_mod.SCALE, std="population std over subsets, x scale")
         out["kid"] = MetricResult("kid", r.mean * kid_mod.SCALE, r.std * kid_mod.SCALE,
-                                  {"subsets": float(r.subsets), "subset_size": float(r.subset_size)}, False, None, fp)
+                                  {"subsets": float(r.subsets), "subset_size": float(r.subset_size)}, fingerprint=fp)
     return out

@@ -112,7 +112,7 @@ def lpips_diversity(outputs: Outputs, *, n_inputs: int | None = None, net: str =
                 NAME, f"LPIPS {net} trunk needs torchvision's ImageNet weights {path.name}, not in {path.parent}; "
                       f"copy it there (fetched by torchvision.models.{_TV_WEIGHTS[net][0]}(weights='DEFAULT') on a machine "
                       "with internet)",
-                higher_is_better=True, fingerprint=fingerprint(NAME, context=context, **fp_fields))
+                fingerprint=fingerprint(NAME, context=context, **fp_fields))
         trunk = f"torchvision ImageNet {path.name} sha256 {weights_sha256(path)}"
     fp_fields["trunk"] = trunk
     if total < 1:
@@ -132,4 +132,4 @@ def lpips_diversity(outputs: Outputs, *, n_inputs: int | None = None, net: str =
     fp = fingerprint(NAME, seed=seed if pnet_rand else None, context=context, n_inputs=total,
                      n_samples=k_samples, n_pairs=int(d.size), **fp_fields)
     return MetricResult(NAME, float(d.mean()), std, {"n_pairs": float(d.size), "sem": float(std / np.sqrt(d.size))},
-                        higher_is_better=True, fingerprint=fp)
+                        fingerprint=fp)

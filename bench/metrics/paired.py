@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import DataError, UsageError, closest
+from bench.metrics.catalog import names
 from bench.metrics.images import ImageInput, LoadOptions, load_images, match_pairs
 from bench.metrics.protocol import fingerprint
 from bench.metrics.result import MetricResult
 
-PAIRED = ("l1", "psnr", "ssim")
-HIGHER_IS_BETTER = {"l1": False, "psnr": True, "ssim": True}
+PAIRED = names(kind="paired")
 PSNR_CAP_DB = 100.0
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 DATA_RANGE = 255.0
@@ -116,5 +116,5 @@ def paired_scores(real: ImageInput, fake: ImageInput, metrics: Sequence[str] = P
                          matching="file stem" if real_set.from_files and fake_set.from_files else "position",
                          image_format=f"real {real_set.image_format}, fake {fake_set.image_format}", **conventions[name])
         out[name] = MetricResult(name, float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0, details,
-                                 HIGHER_IS_BETTER[name], None, fp)
+                                 fingerprint=fp)
     return out

@@ -16,7 +16,6 @@ class MetricResult:
     std: float | None = None
     #: Extra numbers (per-level SWD, per-class IoU, subset counts); all floats so they can go to MLflow.
     details: Mapping[str, float] = field(default_factory=dict)
-    higher_is_better: bool = False
     #: The reason the metric is absent (missing weights, ...); None when `value` is a number.
     unavailable: str | None = None
     #: The protocol that produced the number (bench.metrics.protocol.fingerprint).
@@ -28,6 +27,13 @@ class MetricResult:
         if self.value is not None and not math.isfinite(self.value):
             # Infinite or NaN numbers are never reported silently: callers turn them into `unavailable`.
             raise ValueError(f"MetricResult {self.name}: value {self.value} is not finite")
+
+    @property
+    def higher_is_better(self) -> bool:
+        """From the metric catalogue (bench.metrics.catalog), the one place that says so."""
+        from bench.metrics.catalog import higher_is_better
+
+        return higher_is_better(self.name)
 
     @property
     def available(self) -> bool:
@@ -46,8 +52,6 @@ class MetricResult:
         }
 
     @classmethod
-    def missing(cls, name: str, reason: str, *, higher_is_better: bool = False,
-                fingerprint: Mapping[str, Any] | None = None) -> "MetricResult":
+    def missing(cls, name: str, reason: str, *, fingerprint: Mapping[str, Any] | None = None) -> "MetricResult":
         """A result that says why the metric could not be computed."""
-        return cls(name=name, value=None, higher_is_better=higher_is_better, unavailable=reason,
-                   fingerprint=dict(fingerprint or {}))
+        return cls(name=name, value=None, unavailable=reason, fingerprint=dict(fingerprint or {}))

@@ -145,7 +145,7 @@ def segmentation_scores(fake: ImageInput, labels: ImageInput, weights: str | Pat
     if path is None:
         reason = (f"no DRN weights: pass --seg-weights FILE (e.g. drn_d_22_cityscapes.pth from fyu/drn) or set "
                   f"${SEG_WEIGHTS_ENV}")
-        return {n: MetricResult.missing(n, reason, higher_is_better=True,
+        return {n: MetricResult.missing(n, reason,
                                         fingerprint=fingerprint(n, context=context, **fp_fields)) for n in NAMES}
     sha = weights_sha256(path)
     model = load_drn(path, sha, arch, str(device))
@@ -168,8 +168,7 @@ def segmentation_scores(fake: ImageInput, labels: ImageInput, weights: str | Pat
         fp = fingerprint(n, n_real=len(label_set), n_fake=len(fake_set), context=context, weights_sha256=sha,
                          weights_file=path.name, **fp_fields)
         if not np.isfinite(s[n]):
-            out[n] = MetricResult.missing(n, "no labelled pixels (every label pixel is void)", higher_is_better=True,
-                                          fingerprint=fp)
+            out[n] = MetricResult.missing(n, "no labelled pixels (every label pixel is void)", fingerprint=fp)
         else:
-            out[n] = MetricResult(n, float(s[n]), None, per_class if n == "miou" else {}, True, None, fp)
+            out[n] = MetricResult(n, float(s[n]), None, per_class if n == "miou" else {}, fingerprint=fp)
     return out

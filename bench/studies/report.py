@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bench.metrics import catalog
 from bench.studies.spec import StudySpec
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def published_value(published, spec: StudySpec, params: dict[str, Any], dataset:
     if published is None or published.empty:
         return None
     method, dataset, overrides = spec.resolve({**params, "dataset": dataset} if spec.param("dataset") else params)
-    from bench.tables import parse_setting
+    from bench.published import parse_setting
 
     ours = {k.partition(".")[2] if k.startswith("method.") else k: str(v) for k, v in overrides.items()}
     rows = published[(published.method == method) & (published.dataset == dataset) & (published.metric == metric)]
@@ -126,7 +127,7 @@ def _load_published(spec: StudySpec):
     if spec.published is None:
         return None
     from bench.errors import BenchError
-    from bench.tables import load_published
+    from bench.published import load as load_published
 
     try:
         return load_published(paper=spec.published[0], table=spec.published[1])
@@ -184,10 +185,8 @@ def study_table(study, spec: StudySpec, digits: int = 2):
 
 
 def _maximized(spec: StudySpec) -> set[str]:
-    from bench.studies.spec import HIGHER_IS_BETTER
-
     out = {m for m, d in zip(spec.objective.metrics, spec.objective.directions) if d == "maximize"}
-    return out | set(HIGHER_IS_BETTER)
+    return out | {m.name for m in catalog.CATALOG.values() if m.higher_is_better}
 
 
 def render(table, fmt: str, *, title: str = "") -> str:

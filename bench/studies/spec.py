@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from bench.errors import ConfigError, closest
+from bench.errors import ConfigError, UsageError, closest
+from bench.metrics import catalog
 
 PARAM_KINDS = ("categorical", "int", "float", "variant")
 SAMPLERS = ("grid", "tpe", "random")
@@ -31,10 +32,8 @@ DIRECTIONS = ("minimize", "maximize")
 SELECTS = ("last", "best")
 # Names in the search space that pick the run itself rather than a config field.
 RUN_KEYS = ("method", "dataset")
-# Metrics where higher is better; every other metric (fid, kid, swd, lpips distance...) defaults to minimize.
-HIGHER_IS_BETTER = ("lpips_diversity", "miou", "pixel_acc", "class_acc", "psnr", "ssim", "is")
 # Metrics the training loop can score at evaluation epochs (`Evaluator.quick`), hence prune on.
-EVAL_TIME_METRICS = ("fid", "kid", "swd")
+EVAL_TIME_METRICS = catalog.names(eval_time=True)
 # A test-only objective (fast, no training) used by the study machinery's own tests.
 TEST_METHODS = ("_quadratic",)
 
@@ -495,9 +494,14 @@ def _parse_objective(raw: Any, where: str) -> ObjectiveSpec:
     metrics = tuple(str(m) for m in (metrics if isinstance(metrics, list) else [metrics]))
     if not metrics:
         raise ConfigError(f"{where}: objective.metric must name at least one metric")
+    for m in metrics:
+        try:
+            catalog.get(m)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: objective.metric: {exc}") from None
     directions = raw.get("directions", raw.get("direction"))
     if directions is None:
-        directions = ["maximize" if m in HIGHER_IS_BETTER else "minimize" for m in metrics]
+        directions = [catalog.get(m).direction for m in metrics]
     directions = tuple(str(d) for d in (directions if isinstance(directions, list) else [directions]))
     if len(directions) != len(metrics):
         raise ConfigError(f"{where}: objective has {len(metrics)} metric(s) but {len(directions)} direction(s)")
