@@ -50,6 +50,9 @@ TAG_ERROR = "bench.error"
 TAG_SWEPT = "bench.swept"
 TAG_PROTOCOL_PREFIX = "bench.protocol."
 TAG_PARENT = "mlflow.parentRunId"
+#: What a run is, so benchmark runs can be compared without study trials or imports mixed in.
+TAG_KIND = "bench.kind"
+KINDS = ("benchmark", "study", "trial", "import", "reproduce")
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # bench.status written by finish() for each MLflow terminal status (callers may override, e.g. "pruned").
