@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bench.errors import ConfigError, closest
+from bench.precision import PRECISIONS
 from methods.config import MethodConfig, apply_overrides
 
 
@@ -50,16 +51,30 @@ class TrainConfig:
     #: Log training losses every N iterations.
     log_every: int = 10
     deterministic: bool = True
-    #: torch intra-op threads (0 = torch's default).
+    #: CPU intra-op threads; 0 = the automatic rule (bench.threads: 1 for images up to 64 px, else the cores
+    #: available to the run). Part of the protocol: the resolved count is what the run records.
     threads: int = 0
     #: Stop after N iterations in total (0 = the full schedule). For debugging; recorded with the run.
     max_iters: int = 0
     progress: bool = True
+    #: DataLoader worker processes that decode training images off the training thread (0 = in the loop).
+    #: Same batches in the same order as 0 (bench.batches); a speed setting only.
+    num_workers: int = 0
+    #: Autocast precision of the training step: fp32 (the papers'), bf16, or fp16 (with a GradScaler).
+    precision: str = "fp32"
+    #: Nets and batches in channels_last memory format (faster convolutions on tensor cores).
+    channels_last: bool = False
+    #: torch.compile the nets (first iterations are slow while kernels compile).
+    compile: bool = False
+    #: Allow TF32 matmuls/convolutions on Ampere+ GPUs (a no-op on CPU).
+    tf32: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("eval_every", "eval_n", "save_every", "threads", "max_iters"):
+        for name in ("eval_every", "eval_n", "save_every", "threads", "max_iters", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.log_every < 1:
             raise ConfigError(f"train.log_every must be >= 1, got {self.log_every}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):
@@ -143,7 +158,7 @@ class RunConfig:
     def flat_params(self) -> dict[str, str]:
         """Flattened `section.field` -> string, for MLflow params.
 
-        Settings that may legitimately change when a run is resumed (device, threads, progress display,
+        Settings that may legitimately change when a run is resumed (device, loader workers, progress display,
         logging cadence) are left out: MLflow params are immutable once logged.
         """
         out = {"method": self.method, "dataset": self.dataset, "seed": str(self.seed), "preset": self.preset}
@@ -157,7 +172,8 @@ class RunConfig:
 
 
 #: Train settings that do not change the numbers and may differ between a run and its resumption.
-RESUMABLE_TRAIN_FIELDS = ("progress", "log_every", "save_every", "device", "threads")
+#: `threads` is not one of them: the thread count changes the numbers (bench.threads).
+RESUMABLE_TRAIN_FIELDS = ("progress", "log_every", "save_every", "device", "num_workers")
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 

@@ -77,8 +77,11 @@ def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
 class Evaluator:
     """Scores a method on the test split; caches the reference images of the run on disk."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB") -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB",
+                 compute: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        #: How the run computed (threads, precision switches; bench.precision.compute_record): in every fingerprint.
+        self.compute = compute
         self.run_dir = Path(run_dir)
         self.device = device
         self.direction = direction
@@ -99,7 +102,8 @@ class Evaluator:
     def _context(self) -> dict[str, Any]:
         return {"dataset": self.cfg.dataset, "direction": self.cfg.data.direction or "default",
                 "translation": self.direction, "reference_split": "test", "image_size": self.cfg.method_cfg.crop_size,
-                "fake_format": "png (uint8, floor as tensor2im)"}
+                "fake_format": "png (uint8, floor as tensor2im)",
+                **({"compute": self.compute} if self.compute is not None else {})}
 
     def _metrics_kwargs(self) -> dict[str, Any]:
         e = self.cfg.eval

@@ -7,6 +7,7 @@ A crashed run ends FAILED in MLflow with its error, and `--resume` continues it 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from bench import seeding
+from bench import precision, seeding, threads
 from bench.checkpoint import atomic_write_json
 from bench.config import RESUMABLE_TRAIN_FIELDS, SECTIONS, RunConfig, build_section, split_overrides
 from bench.errors import BenchError, ConfigError
@@ -145,6 +146,13 @@ def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult
     return result
 
 
+def recorded_result(cfg: RunConfig, seconds: float = 0.0) -> RunResult:
+    """The RunResult of a finished run, read back from its folder (a launcher ran it in another process)."""
+    result = _finished_result(cfg, cfg.run_dir, time.perf_counter())
+    result.seconds = seconds
+    return result
+
+
 def _unavailable_reasons(results: dict[str, Any], run_dir: Path) -> dict[str, str]:
     """Why each metric of an evaluation could not be computed, with the run folder shortened to `<run>`."""
     return {k: v["unavailable"].replace(str(run_dir), "<run>") for k, v in results.items() if v.get("unavailable")}
@@ -158,10 +166,51 @@ def _scores_from_doc(result: RunResult, doc: dict[str, Any]) -> None:
     result.unavailable = _unavailable_reasons(last["metrics"], result.run_dir)
 
 
+#: Per run folder: the thread count a run is training with now, and whether it stayed bitwise-continuous.
+CONTINUITY_FILE = "continuity.json"
+
+
+def resolve_threads(cfg: RunConfig, saved: Mapping[str, Any] | None, *, allow_change: bool = False
+                    ) -> tuple[RunConfig, threads.ThreadPlan, dict[str, Any]]:
+    """`cfg` with `train.threads` set to the count the run records, the plan it trains with, its continuity.
+
+    A new run records the count it resolves (bench.threads). A resumed run (`saved` = its config.json) keeps
+    the count it has been training with; an explicit other count is refused unless `allow_change`: then the
+    config keeps the recorded count (MLflow params are immutable) and the continuity record notes the change.
+    """
+    continuity = _read_continuity(cfg.run_dir) if saved is not None else {}
+    recorded = int((saved or {}).get("train", {}).get("threads") or 0) if saved is not None else None
+    current = continuity.get("threads", recorded)
+    plan = threads.resolve(cfg.train.threads, cfg.method_cfg.crop_size, current, allow_change=allow_change,
+                           where=str(cfg.run_dir))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=recorded or plan.intra_op))
+    if current and plan.intra_op != current:
+        continuity = {"threads": plan.intra_op, "bitwise_continuous": False,
+                      "thread_changes": [*continuity.get("thread_changes", []),
+                                         {"from": current, "to": plan.intra_op}]}
+    return cfg, plan, continuity
+
+
+def _read_continuity(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONTINUITY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); restore it or delete it if the run never changed "
+                          "its thread count") from None
+
+
 def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None = None,
             on_eval: Callable[[int, dict[str, float]], None] | None = None,
-            swept: Mapping[str, Any] | None = None, progress=None) -> RunResult:
-    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written."""
+            swept: Mapping[str, Any] | None = None, progress=None,
+            allow_thread_change: bool = False) -> RunResult:
+    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written.
+
+    `train.threads` is resolved here (bench.threads) and recorded; `allow_thread_change` lets `resume`
+    continue under an explicit other thread count, marking the run as no longer bitwise-continuous.
+    """
     import methods
     from bench.data import load_pairs
     from bench.evaluation import Evaluator
@@ -175,9 +224,12 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         done = (run_dir / "metrics.json").is_file()
         raise BenchError(f"{run_dir} already holds a {'finished' if done else 'started'} run; "
                          "pass --resume to continue it, or choose another --out")
-    if resume and config_path.is_file():
-        saved = json.loads(config_path.read_text())
+    saved = json.loads(config_path.read_text()) if resume and config_path.is_file() else None
+    cfg, thread_plan, continuity = resolve_threads(cfg, saved, allow_change=allow_thread_change)
+    if saved is not None:
         current = json.loads(json.dumps(cfg.to_dict(), default=str))
+        if not saved.get("train", {}).get("threads"):  # recorded before bench kept the count: torch's default
+            saved.setdefault("train", {})["threads"] = cfg.train.threads
         for section in (saved, current):
             section["train"] = {k: v for k, v in section.get("train", {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
         for key in ("method_cfg", "data", "train", "eval"):
@@ -197,6 +249,14 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
             "bench.git_commit": git_commit(), "bench.run_dir": str(run_dir.resolve()),
             "bench.config_hash": cfg.config_hash(), "bench.status": "running",
             "bench.device": cfg.train.device}
+    effective_threads = threads.apply(thread_plan)
+    compute = precision.compute_record(cfg.train, effective_threads,
+                                       bitwise_continuous=continuity.get("bitwise_continuous", True),
+                                       thread_changes=continuity.get("thread_changes"))
+    tags.update(precision.compute_tags(compute))
+    log.info("%s: %d intra-op / %d inter-op thread(s) (%s)%s", cfg.run_name, effective_threads["intra_op"],
+             effective_threads["inter_op"], thread_plan.rule,
+             f"; {precision.describe(compute)}" if precision.describe(compute) else "")
     if cfg.study:
         tags["bench.study"] = cfg.study
     if cfg.trial is not None:
@@ -211,9 +271,8 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
     try:
         tracker.log_artifact(config_path)
         device = resolve_device(cfg.train.device)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
         seeding.configure_determinism(cfg.train.deterministic)
+        precision.configure_tf32(cfg.train.tf32)
         seeding.seed_everything(cfg.seed)
         method = methods.registry.get(cfg.method)(cfg.method_cfg, device=device)
         described = method.describe()
@@ -225,9 +284,14 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
                               paired=method.paired, load_size=mc.load_size, crop_size=mc.crop_size,
                               flip=mc.flip, seed=cfg.seed)
-        evaluator = Evaluator(cfg, run_dir, device)
+        evaluator = Evaluator(cfg, run_dir, device, compute=compute)
         trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval)
         trainer.setup(resume=resume)
+        if continuity.get("thread_changes") and "at_iteration" not in continuity["thread_changes"][-1]:
+            continuity["thread_changes"][-1]["at_iteration"] = trainer.state.iteration
+            atomic_write_json(run_dir / CONTINUITY_FILE, continuity)
+            log.warning("%s continues with %d thread(s) from iteration %d: no longer bitwise-continuous",
+                        run_dir, thread_plan.intra_op, trainer.state.iteration)
         trainer.run(progress)
         state = trainer.state
 
@@ -252,7 +316,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         if method.two_way:
             # Two-way methods are also scored B->A, with the weights now loaded (best if it was rescored).
             weights = "best" if best is not last else "last"
-            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, weights)
+            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA", compute=compute).full(method, weights)
             metrics_doc["reverse"] = {"direction": "BtoA", "weights": weights, **rev_scores}
             tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=best_epoch)
         for name, r in last["metrics"].items():

@@ -16,11 +16,13 @@ Schema (what `bench.train` writes and `bench.tables` / `bench.plots` read):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
+import random
 import time
 import urllib.error
 import urllib.request
@@ -136,17 +138,132 @@ def _check_server(uri: str, timeout: float = 10.0) -> None:
                          "--tracking-uri / MLFLOW_TRACKING_URI") from exc
 
 
-def make_client(tracking_uri: str | None = None):
-    """An `MlflowClient` for the resolved URI; a bad or unreachable URI is a UsageError naming it."""
+# ------------------------------------------------------------------------------------------ concurrency
+#: Retries of one MLflow call that found the sqlite database locked by another writer (exponential backoff
+#: from LOCK_BACKOFF_S, capped at LOCK_BACKOFF_MAX_S, with jitter: about 2 minutes in all).
+LOCK_RETRIES = 12
+LOCK_BACKOFF_S = 0.05
+LOCK_BACKOFF_MAX_S = 15.0
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///FILE` URI (None for other stores and in-memory databases)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """Whether `exc` (or its cause) is sqlite's "database is locked"/"busy": worth retrying."""
+    while exc is not None:
+        text = str(exc).lower()
+        if "database is locked" in text or "database table is locked" in text or "database is busy" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def retry_locked(call, what: str = "MLflow call"):
+    """Run `call()`, retrying with backoff while another process holds the sqlite write lock.
+
+    A locked sqlite write is rolled back, so retrying it cannot write twice.
+    """
+    delay = LOCK_BACKOFF_S
+    for attempt in range(LOCK_RETRIES + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == LOCK_RETRIES or not is_locked_error(exc):
+                raise
+            log.debug("%s: sqlite database locked, retry %d in %.2f s", what, attempt + 1, delay)
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, LOCK_BACKOFF_MAX_S)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _LockRetryingClient:
+    """An MlflowClient whose every call retries on a locked sqlite database (many runs, one mlflow.db)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            return retry_locked(lambda: attr(*args, **kwargs), f"MlflowClient.{name}")
+
+        return call
+
+
+@contextlib.contextmanager
+def _store_lock(db: Path):
+    """An exclusive lock (flock on `<db>.lock`) while one process creates or migrates the sqlite store."""
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_store(tracking_uri: str | None = None, experiments: Iterable[str] = ()):
+    """Create (and migrate) the tracking store and `experiments` once, before many runs fan out.
+
+    For sqlite, one process at a time creates the schema (MLflow's migrations are not safe to run twice at
+    once: "table _alembic_tmp_experiments already exists") and switches the file to WAL journaling, so
+    readers do not block the writer. Returns the client.
+    """
+    client = make_client(tracking_uri)
+    for name in experiments:
+        get_or_create_experiment(client, name)
+    return client
+
+
+def _open_client(uri: str):
     from mlflow import MlflowClient
 
+    db = sqlite_path(uri)
+    if db is None:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+        return client
+    with _store_lock(db):
+        client = _LockRetryingClient(MlflowClient(tracking_uri=uri))
+        client.search_experiments(max_results=1)  # creates and migrates the schema under the lock
+        _use_wal(db)
+    return client
+
+
+def _use_wal(db: Path) -> None:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as con:
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:  # e.g. a filesystem without shared memory (NFS): stay in rollback mode
+        log.debug("sqlite WAL mode not enabled for %s: %s", db, exc)
+
+
+def make_client(tracking_uri: str | None = None):
+    """An `MlflowClient` for the resolved URI; a bad or unreachable URI is a UsageError naming it.
+
+    For sqlite the schema is created under a file lock and every call retries while the database is locked,
+    so any number of processes can share one `mlflow.db`.
+    """
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     try:
-        client = MlflowClient(tracking_uri=uri)
         # Touch the store now so a bad scheme or an unopenable database fails here, not mid-training.
-        client.search_experiments(max_results=1)
+        client = _open_client(uri)
     except BenchError:
         raise
     except Exception as exc:

@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from bench import seeding
+from bench.batches import batch_indices, collate, epoch_batches, epoch_order
 from bench.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.images import save_png
 from bench.metrics.catalog import is_better
+from bench.precision import Amp, prepare_nets, to_memory_format
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,6 @@ def preserved_rng():
         yield
     finally:
         seeding.set_rng_state(state)
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The shuffled order of training items for an epoch: a function of (seed, epoch) only."""
-    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
-
-
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors, keep lists of everything else."""
-    out: dict[str, Any] = {}
-    for key in items[0]:
-        values = [it[key] for it in items]
-        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
-    return out
 
 
 class Trainer:
@@ -108,12 +95,12 @@ class Trainer:
         self.eval_every = every
         self.state = LoopState()
         self.schedulers: dict[str, LambdaLR] = {}
+        self.amp = Amp(cfg.train.precision, method.device)
 
     # ----------------------------------------------------------------- data
     def batch_at(self, epoch: int, pos: int) -> dict[str, Any]:
-        order = epoch_order(self.cfg.seed, epoch, self.n_items)
-        idx = order[pos * self.batch_size:(pos + 1) * self.batch_size]
-        return collate([self.ds[int(i)] for i in idx])
+        idx = batch_indices(epoch_order(self.cfg.seed, epoch, self.n_items), self.batch_size, pos)
+        return collate([self.ds[i] for i in idx])
 
     # ----------------------------------------------------------------- setup / resume
     def setup(self, resume: bool) -> None:
@@ -121,10 +108,13 @@ class Trainer:
         self.ds.set_epoch(1, jitter=self.method.data_jitter(1))
         self.method.setup(self.batch_at(1, 0))
         self.schedulers = {k: LambdaLR(opt, self.method.lr_lambda) for k, opt in self.method.optimizers.items()}
+        prepare_nets(self.method, self.cfg.train)
+        self.amp.guard(self.method.optimizers.values())
         last = self.ckpt_dir / "last.pt"
         if resume and last.is_file():
             ckpt = load_checkpoint(last, map_location=self.method.device)
             self.method.load_state_dict(ckpt["method"])
+            self.amp.load_state_dict(ckpt.get("amp", {}))
             for k, sd in ckpt["schedulers"].items():
                 self.schedulers[k].load_state_dict(sd)
             self.state = LoopState.from_dict(ckpt["loop"])
@@ -138,6 +128,7 @@ class Trainer:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "loop": self.state.to_dict(),
             "rng": seeding.rng_state(),
+            "amp": self.amp.state_dict(),
             "config_hash": self.cfg.config_hash(),
         })
 
@@ -165,11 +156,12 @@ class Trainer:
             epoch = st.epoch
             m.on_epoch_start(epoch)
             self.ds.set_epoch(epoch, jitter=m.data_jitter(epoch))
-            order = epoch_order(cfg.seed, epoch, self.n_items)
-            while st.batch_pos < self.n_batches:
-                idx = order[st.batch_pos * self.batch_size:(st.batch_pos + 1) * self.batch_size]
-                batch = collate([self.ds[int(i)] for i in idx])
-                losses = m.train_step(batch)
+            batches = epoch_batches(self.ds, cfg.seed, epoch, self.n_items, self.batch_size, self.n_batches,
+                                    st.batch_pos, num_workers=cfg.train.num_workers,
+                                    pin_memory=m.device.type == "cuda")
+            for batch in batches:
+                with self.amp.train_step():
+                    losses = m.train_step(to_memory_format(batch, cfg.train))
                 st.batch_pos += 1
                 st.iteration += 1
                 if m.schedule_unit == "iteration":
@@ -191,6 +183,7 @@ class Trainer:
                     self.save()
                 if max_iters and st.iteration >= max_iters:
                     break
+            batches.close()
             stopped_early = bool(max_iters and st.iteration >= max_iters)
             if st.batch_pos >= self.n_batches:
                 if m.schedule_unit == "epoch":

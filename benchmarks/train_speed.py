@@ -17,7 +17,7 @@ import sys
 import time
 
 
-def measure(method: str, size: int, iters: int, warmup: int, threads: int) -> dict:
+def measure(method: str, size: int, iters: int, warmup: int, threads: int, preset: str = "paper") -> dict:
     import resource
 
     import torch
@@ -28,14 +28,14 @@ def measure(method: str, size: int, iters: int, warmup: int, threads: int) -> di
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     cls = methods.get(method)
-    overrides = {"crop_size": size, "load_size": size}
+    overrides = {"crop_size": size, "load_size": size} if size else {}
     fields = {f.name for f in __import__("dataclasses").fields(cls.Config)}
     if "allow_random_vgg" in fields:
         overrides["allow_random_vgg"] = True  # offline: VGG16 ImageNet weights are absent; speed is the same
-    if "num_downs" in fields and size < 256:
+    if "num_downs" in fields and size and size < 256:
         overrides["num_downs"] = 7  # unet_128
-    m = methods.build(method, preset="paper", device="cpu", **overrides)
-    bs = m.cfg.batch_size
+    m = methods.build(method, preset=preset, device="cpu", **overrides)
+    bs, size = m.cfg.batch_size, m.cfg.crop_size
     batch = {"A": torch.rand(bs, 3, size, size) * 2 - 1, "B": torch.rand(bs, 3, size, size) * 2 - 1}
     m.setup(batch)
     m.train()
@@ -57,11 +57,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--preset", default="paper", help="paper (default) or smoke (width-8 nets)")
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results as JSON")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.iters, args.warmup, args.threads)))
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.iters, args.warmup, args.threads, args.preset)))
         return
     import methods
 

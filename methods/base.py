@@ -2,7 +2,9 @@
 
 A method owns its networks (`nets`, keyed like the official code so released checkpoints load), its
 optimisers (`optimizers`) and any extra training state (image pools). Per iteration the loop calls
-`train_step(batch)`; it evaluates with `translate(x)`; it checkpoints `state_dict()`.
+`train_step(batch)`; it evaluates with `translate(x)`; it checkpoints `state_dict()`. A method calls
+`backward(loss)` and `optimizer_step(opt)` (from here) instead of `loss.backward()` / `opt.step()`, so the loop
+can run the step under fp16 autocast with a GradScaler (bench.precision).
 
 Batches are dicts: ``{"A": (N,3,H,W) in [-1,1], "B": ..., "A_path": [...], "B_path": [...]}``;
 A is always the source domain and B the target (the dataset applies the direction).
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
+from bench.precision import backward, optimizer_step  # every method's backward and step (GradScaler under fp16)
 from methods.config import MethodConfig, apply_overrides
 from methods.losses.gan import gan_loss
 
@@ -213,7 +216,7 @@ def discriminator_loss(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
 def discriminator_backward(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor, gan_mode: str) -> torch.Tensor:
     """Backpropagate `discriminator_loss` (for two Ds that share one optimiser step); returns loss_D."""
     loss = discriminator_loss(netD, real, fake, gan_mode)[0]
-    loss.backward()
+    backward(loss)
     return loss
 
 
@@ -224,8 +227,8 @@ def discriminator_step(netD: nn.Module, optimizer: torch.optim.Optimizer, real: 
     set_requires_grad(netD, True)
     optimizer.zero_grad(set_to_none=True)
     loss, loss_real, loss_fake = discriminator_loss(netD, real, fake, gan_mode)
-    loss.backward()
-    optimizer.step()
+    backward(loss)
+    optimizer_step(optimizer)
     return loss_real, loss_fake
 
 

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError, UsageError
-from methods.base import Method, adam, set_requires_grad
+from methods.base import Method, adam, backward, optimizer_step, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import multiscale_gan_loss
 from methods.losses.kl import kl_to_standard_normal, reparameterize
@@ -284,8 +284,8 @@ class Pix2PixNoise(Method):
         opt = self.optimizers[OPTIMIZER_OF[key]]
         opt.zero_grad(set_to_none=True)
         loss = self.adversarial(key, fake[0], fake[1].detach(), False) + self.adversarial(key, *real, True)
-        loss.backward()
-        opt.step()
+        backward(loss)
+        optimizer_step(opt)
         return loss
 
     # ----------------------------------------------------------------- training
@@ -319,9 +319,9 @@ class Pix2PixNoise(Method):
             if c.lambda_GAN2 > 0:
                 losses["G_GAN2"] = c.lambda_GAN2 * self.adversarial("netD2", A_rand, fake_rand, True)
             losses.update(self.latent_terms(fake_rand, z_rand))
-        sum(losses.values()).backward()
+        backward(sum(losses.values()))
         for o in gen_opts:
-            o.step()
+            optimizer_step(o)
 
         # 2) D on the encoded branch, D2 on the random branch (official update_D).
         set_requires_grad(Ds, True)

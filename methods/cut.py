@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from methods.base import Method, adam, discriminator_step, set_requires_grad
+from methods.base import Method, adam, backward, discriminator_step, optimizer_step, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
@@ -155,10 +155,10 @@ class CUT(Method):
             loss_NCE_Y = None
             loss_NCE_both = loss_NCE
         loss_G = loss_G_GAN + loss_NCE_both
-        loss_G.backward()
-        opt["G"].step()
+        backward(loss_G)
+        optimizer_step(opt["G"])
         if "F" in opt:
-            opt["F"].step()
+            optimizer_step(opt["F"])
         set_requires_grad(n["netD"], True)
         out = {"D_real": loss_D_real, "D_fake": loss_D_fake, "G_GAN": loss_G_GAN, "NCE": loss_NCE, "G": loss_G}
         if loss_NCE_Y is not None:

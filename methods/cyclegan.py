@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from methods.base import Method, adam, discriminator_backward, parameters_of, set_requires_grad
+from methods.base import Method, adam, backward, discriminator_backward, optimizer_step, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.image_pool import ImagePool
@@ -96,15 +96,15 @@ class CycleGAN(Method):
         losses["cycle_A"] = F.l1_loss(rec_A, real_A) * c.lambda_A
         losses["cycle_B"] = F.l1_loss(rec_B, real_B) * c.lambda_B
         loss_G = sum(losses[k] for k in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"))
-        loss_G.backward()
-        self.optimizers["G"].step()
+        backward(loss_G)
+        optimizer_step(self.optimizers["G"])
 
         set_requires_grad([n["netD_A"], n["netD_B"]], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
         mode = self.cfg.gan_mode
         losses["D_A"] = discriminator_backward(n["netD_A"], real_B, self.fake_B_pool.query(fake_B), mode)
         losses["D_B"] = discriminator_backward(n["netD_B"], real_A, self.fake_A_pool.query(fake_A), mode)
-        self.optimizers["D"].step()
+        optimizer_step(self.optimizers["D"])
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()

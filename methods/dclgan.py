@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, discriminator_backward, parameters_of, set_requires_grad
+from methods.base import Method, adam, backward, discriminator_backward, optimizer_step, parameters_of, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.patchnce import multilayer_patch_nce
@@ -215,7 +215,7 @@ class DCLGAN(Method):
         opt["D"].zero_grad(set_to_none=True)
         loss_D_A = discriminator_backward(n["netD_A"], real_B, self.fake_B_pool.query(fake_B), c.gan_mode)
         loss_D_B = discriminator_backward(n["netD_B"], real_A, self.fake_A_pool.query(fake_A), c.gan_mode)
-        opt["D"].step()
+        optimizer_step(opt["D"])
 
         # then G_A, G_B and the heads
         set_requires_grad([n["netD_A"], n["netD_B"]], False)
@@ -237,10 +237,10 @@ class DCLGAN(Method):
             loss_G = loss_G + 0.5 * (losses["idt_A"] + losses["idt_B"])
         loss_G = loss_G + losses.get("Sim", zero)
         losses["G"] = loss_G
-        loss_G.backward()
-        opt["G"].step()
+        backward(loss_G)
+        optimizer_step(opt["G"])
         if "F" in opt:
-            opt["F"].step()
+            optimizer_step(opt["F"])
         set_requires_grad([n["netD_A"], n["netD_B"]], True)
         return {k: v.detach() for k, v in losses.items()}
 

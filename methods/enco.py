@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, discriminator_step, set_requires_grad
+from methods.base import Method, adam, backward, discriminator_step, optimizer_step, set_requires_grad
 from methods.config import CUTFamilyConfig, MethodConfig
 from methods.losses.byol import multilayer_byol_loss
 from methods.losses.gan import gan_loss
@@ -302,9 +302,9 @@ class EnCo(Method):
             loss_BYOL_Y = zero
             loss_content = loss_BYOL
         loss_G = loss_G_GAN + loss_content
-        loss_G.backward()
-        opt["G"].step()
-        opt["F"].step()
+        backward(loss_G)
+        optimizer_step(opt["G"])
+        optimizer_step(opt["F"])
         set_requires_grad(n["netD"], True)
         out = {"D_real": loss_D_real, "D_fake": loss_D_fake, "G_GAN": loss_G_GAN, "BYOL": loss_BYOL,
                "BYOL_Y": loss_BYOL_Y, "G": loss_G}

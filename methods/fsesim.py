@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import CheckpointError, ConfigError, UsageError
-from methods.base import Method, adam, discriminator_step, set_requires_grad
+from methods.base import Method, adam, backward, discriminator_step, optimizer_step, set_requires_grad
 from methods.config import CUTFamilyConfig
 from methods.losses.gan import gan_loss
 from methods.losses.spatial import LOSS_MODES, spatial_correlative_loss
@@ -244,8 +244,8 @@ class FSeSim(Method):
                 tgt = torch.cat((tgt, _color_jitter(real_A)))
                 oth = torch.cat((real_B, _color_jitter(real_B)))
             out["spatial"] = self.spatial_loss(src, tgt, oth)
-            out["spatial"].backward()
-            opt["F"].step()
+            backward(out["spatial"])
+            optimizer_step(opt["F"])
             set_requires_grad(n["netF"], False)
 
         # D
@@ -263,8 +263,8 @@ class FSeSim(Method):
         if c.lambda_identity > 0:
             out["idt_B"] = F.l1_loss(idt_B, real_B) * c.lambda_identity
         out["G"] = out["G_GAN"] + out["G_s"] + out.get("G_s_idt_B", zero) + out.get("idt_B", zero)
-        out["G"].backward()
-        opt["G"].step()
+        backward(out["G"])
+        optimizer_step(opt["G"])
         set_requires_grad(n["netD"], True)
         if "netF" in n:
             set_requires_grad(n["netF"], True)

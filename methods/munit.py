@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError, UsageError
-from methods.base import Method, adam, parameters_of, set_requires_grad
+from methods.base import Method, adam, backward, optimizer_step, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import multiscale_gan_loss
 from methods.nets.init import init_weights
@@ -179,8 +179,8 @@ class MUNIT(Method):
 
         L = {"dis_a": d_loss(n["dis_a"], x_ba, x_a), "dis_b": d_loss(n["dis_b"], x_ab, x_b)}
         L["dis_total"] = c.gan_w * L["dis_a"] + c.gan_w * L["dis_b"]
-        L["dis_total"].backward()
-        self.optimizers["dis"].step()
+        backward(L["dis_total"])
+        optimizer_step(self.optimizers["dis"])
         return {k: v.detach() for k, v in L.items()}
 
     def step_G(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -215,8 +215,8 @@ class MUNIT(Method):
                               + c.recon_s_w * (L["gen_recon_s_a"] + L["gen_recon_s_b"])
                               + c.recon_c_w * (L["gen_recon_c_a"] + L["gen_recon_c_b"])
                               + c.recon_x_cyc_w * (L["gen_cycrecon_x_a"] + L["gen_cycrecon_x_b"]))
-            L["gen_total"].backward()
-            self.optimizers["gen"].step()
+            backward(L["gen_total"])
+            optimizer_step(self.optimizers["gen"])
         finally:
             set_requires_grad([n["dis_a"], n["dis_b"]], True)
         return {k: v.detach() for k, v in L.items()}

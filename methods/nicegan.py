@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError, UsageError
-from methods.base import Method, adam, parameters_of, set_requires_grad
+from methods.base import Method, adam, backward, optimizer_step, parameters_of, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.init import init_weights
@@ -192,8 +192,8 @@ class NICEGAN(Method):
         L["D_loss_A"] = c.adv_weight * (L["D_ad_loss_GA"] + L["D_ad_cam_loss_A"] + L["D_ad_loss_LA"])
         L["D_loss_B"] = c.adv_weight * (L["D_ad_loss_GB"] + L["D_ad_cam_loss_B"] + L["D_ad_loss_LB"])
         L["Discriminator_loss"] = L["D_loss_A"] + L["D_loss_B"]
-        L["Discriminator_loss"].backward()
-        self.optimizers["D"].step()
+        backward(L["Discriminator_loss"])
+        optimizer_step(self.optimizers["D"])
         return {k: v.detach() for k, v in L.items()}
 
     def step_G(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -229,8 +229,8 @@ class NICEGAN(Method):
             L["G_loss_B"] = (c.adv_weight * (L["G_ad_loss_GB"] + L["G_ad_cam_loss_B"] + L["G_ad_loss_LB"])
                              + c.cycle_weight * L["G_cycle_loss_B"] + c.recon_weight * L["G_recon_loss_B"])
             L["Generator_loss"] = L["G_loss_A"] + L["G_loss_B"]
-            L["Generator_loss"].backward()
-            self.optimizers["G"].step()
+            backward(L["Generator_loss"])
+            optimizer_step(self.optimizers["G"])
         finally:
             set_requires_grad([disA, disB], True)
         return {k: v.detach() for k, v in L.items()}

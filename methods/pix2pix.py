@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.base import Method, adam, discriminator_step, set_requires_grad
+from methods.base import Method, adam, backward, discriminator_step, optimizer_step, set_requires_grad
 from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.init import init_weights
@@ -143,8 +143,8 @@ class Pix2Pix(Method):
         opt["G"].zero_grad(set_to_none=True)
         loss_G_GAN = gan_loss(n["netD"](torch.cat((real_A, fake_B), 1)), True, c.gan_mode)
         loss_G_L1 = F.l1_loss(fake_B, real_B) * c.lambda_L1
-        (loss_G_GAN + loss_G_L1).backward()
-        opt["G"].step()
+        backward(loss_G_GAN + loss_G_L1)
+        optimizer_step(opt["G"])
         set_requires_grad(n["netD"], True)
         losses = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "D_real": loss_D_real, "D_fake": loss_D_fake}
         return {k: v.detach() for k, v in losses.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from bench.errors import BenchError, UsageError
@@ -29,13 +30,38 @@ def register(sub) -> None:
     p.add_argument("--inception-weights", default=None, help="FID Inception weights file (or $BENCH_INCEPTION_WEIGHTS)")
     p.add_argument("--seg-weights", default=None, help="DRN-D-22 Cityscapes weights for segmentation scores")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-thread-change", action="store_true",
+                   help="with --resume: continue under another train.threads (recorded: not bitwise-continuous)")
+    scale = p.add_argument_group("many runs at once (each (method, seed) in its own process)")
+    scale.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="run N runs at once in a local process pool (default 0: one after the other here)")
+    scale.add_argument("--devices", default=None, metavar="LIST",
+                       help="pool devices: CUDA indices (0,1,2,3) or cpu (default: every visible GPU, else cpu)")
+    scale.add_argument("--runs-per-device", type=int, default=None, metavar="K",
+                       help="at most K runs per device (default: 1 per GPU; on cpu, --workers)")
+    scale.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                       help="slurm: one job-array task per run through submitit (pip install 'bench[slurm]')")
+    scale.add_argument("--status", action="store_true",
+                       help="with --launcher slurm: show which runs are queued, running, finished, failed")
+    scale.add_argument("--partition", default=None, help="Slurm partition")
+    scale.add_argument("--gpus-per-run", type=int, default=1, metavar="G", help="Slurm GPUs per run (default 1)")
+    scale.add_argument("--cpus-per-run", type=int, default=None, metavar="C", help="Slurm CPUs per run")
+    scale.add_argument("--mem-gb", type=int, default=None, help="Slurm memory per run (GB)")
+    scale.add_argument("--timeout-min", type=int, default=24 * 60, metavar="T",
+                       help="Slurm time limit per task in minutes; a task that reaches it is requeued and "
+                            "continues from last.pt (default 1440)")
+    scale.add_argument("--array-parallelism", type=int, default=None, metavar="M",
+                       help="at most M array tasks at once (default: all)")
+    scale.add_argument("--slurm-folder", default=None,
+                       help="submitit logs and job records (default: <out>/slurm); on a shared filesystem")
+    scale.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
     import methods as registry
     from bench.config import parse_set
-    from bench.runner import build_run_config, method_fits, run_one
+    from bench.runner import build_run_config, method_fits
 
     overrides = parse_set(args.overrides)
     if args.no_progress:
@@ -59,12 +85,40 @@ def cmd_run(args) -> int:
             plan.append(cfg)
     for name, reason in skipped:
         log.info("skipping %s: %s", name, reason)
+    if args.launcher == "slurm":
+        from bench.launch import slurm
+
+        return slurm.cmd(args, _requests(args, plan))
+    if args.status:
+        raise UsageError("--status shows the runs of a Slurm submission: add --launcher slurm")
+    if args.workers:
+        from bench.launch import pool
+
+        slots = pool.make_slots(pool.parse_devices(args.devices, args.device), args.runs_per_device, args.workers)
+        results = pool.run_matrix(_requests(args, plan), slots, args.tracking_uri)
+    else:
+        results = _sequential(plan, args)
+    _print_summary(results, skipped)
+    return 0 if all(r.status == "finished" for r in results) else 1
+
+
+def _requests(args, plan):
+    from bench.launch.matrix import RunRequest, run_argv
+
+    return [RunRequest(cfg, run_argv(args, cfg.method, cfg.seed)) for cfg in plan]
+
+
+def _sequential(plan, args) -> list:
+    """Every run of the plan in this process, one after the other."""
+    from bench.runner import run_one
+
     results = []
     progress = _progress(plan[0].train.progress if plan else False)
     with progress or _null():
         for cfg in plan:
             try:
-                results.append(run_one(cfg, resume=args.resume, progress=progress))
+                results.append(run_one(cfg, resume=args.resume, progress=progress,
+                                       allow_thread_change=args.allow_thread_change))
             except KeyboardInterrupt:
                 raise
             except BenchError as exc:
@@ -75,8 +129,7 @@ def cmd_run(args) -> int:
             except Exception as exc:  # one failing method must not stop the others
                 log.exception("%s/seed%d crashed", cfg.method, cfg.seed)
                 results.append(_failed(cfg, exc))
-    _print_summary(results, skipped)
-    return 0 if all(r.status == "finished" for r in results) else 1
+    return results
 
 
 def _failed(cfg, exc):

@@ -1,0 +1,188 @@
+"""Local process pool: the runs of a matrix as separate processes over the devices of one machine.
+
+`bench run ... --workers N [--devices 0,1 | cpu] [--runs-per-device K]`. Each run is its own
+`python -m bench.cli run --methods M --seeds S ...` subprocess (concurrent.futures threads wait on them),
+pinned to one device with CUDA_VISIBLE_DEVICES, at most K at a time per device and N in all; the CPU cores are
+split between the concurrent runs (bench.threads' BENCH_CPU_SHARE, OMP_NUM_THREADS). A failed run is reported
+when it ends and the others go on; Ctrl-C interrupts every running run (each ends KILLED in MLflow, its
+last checkpoint kept for `--resume`) and starts no new one; a killed pool takes its runs with it (Linux
+parent-death signal), so `--resume` finds exactly the unfinished ones. The tracking store is created once
+before the runs fan out.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.launch.matrix import RunRequest
+from bench.launch.procs import cpu_share, die_with_parent, worker_env
+
+log = logging.getLogger(__name__)
+
+CPU = "cpu"
+#: Seconds an interrupted run gets to mark itself KILLED before it is killed.
+INTERRUPT_GRACE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a run can go: a device (a CUDA index, or "cpu") and its index among that device's K slots."""
+
+    device: str
+    index: int
+
+    def env(self) -> dict[str, str]:
+        return {"CUDA_VISIBLE_DEVICES": "" if self.device == CPU else self.device}
+
+    @property
+    def run_device(self) -> str:
+        """The run's --device inside the slot (its one visible GPU is cuda:0)."""
+        return CPU if self.device == CPU else "cuda"
+
+
+def parse_devices(text: str | None, device: str | None = None) -> list[str]:
+    """`--devices`: "0,1,2" (CUDA indices) or "cpu"; default: every visible GPU, else the CPU."""
+    if text:
+        items = [d.strip() for d in text.replace(" ", ",").split(",") if d.strip()]
+        if items == [CPU]:
+            return items
+        if not items or not all(d.isdigit() for d in items) or len(set(items)) != len(items):
+            raise UsageError(f"--devices {text!r}: give distinct CUDA device indices (--devices 0,1) or cpu")
+        return items
+    if device == CPU:
+        return [CPU]
+    if device and device.startswith("cuda:"):
+        return [device.split(":", 1)[1]]
+    import torch
+
+    if device not in (None, "auto", "cuda") or not torch.cuda.is_available():
+        if device == "cuda":
+            raise UsageError("--device cuda: CUDA is not available on this machine (use --devices cpu)")
+        return [CPU]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def make_slots(devices: list[str], runs_per_device: int | None, workers: int) -> list[Slot]:
+    """K slots per device (default: 1 per GPU; on the CPU, one per worker), at most `workers` in all."""
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: must be >= 1")
+    k = runs_per_device or (workers if devices == [CPU] else 1)
+    if k < 1:
+        raise UsageError(f"--runs-per-device {k}: must be >= 1")
+    slots = [Slot(d, i) for i in range(k) for d in devices]  # spread over the devices first
+    return slots[:workers]
+
+
+class Pool:
+    """Runs requests in subprocesses on slots; `run()` returns one exit code per request, in order."""
+
+    def __init__(self, requests: list[RunRequest], slots: list[Slot], *, on_done=None) -> None:
+        self.requests, self.slots = requests, slots
+        self.on_done = on_done
+        self.free: queue.Queue[Slot] = queue.Queue()
+        for s in slots:
+            self.free.put(s)
+        self.share = cpu_share(min(len(slots), len(requests)) or 1)
+        self.stopping = threading.Event()
+        self.running: dict[int, subprocess.Popen] = {}
+        self.lock = threading.Lock()
+
+    def _one(self, i: int, request: RunRequest) -> int | None:
+        slot = self.free.get()
+        try:
+            if self.stopping.is_set():
+                return None
+            request.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(request.log_path, "ab") as out:
+                proc = subprocess.Popen(request.command(slot.run_device), stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL,
+                                        env=worker_env(self.share, **slot.env(), BENCH_LAUNCH_SLOT=str(slot.index)),
+                                        preexec_fn=die_with_parent, start_new_session=True)
+                with self.lock:
+                    self.running[i] = proc
+                log.info("started %s on %s (pid %d, %d core(s); log %s)", request.name,
+                         "cpu" if slot.device == CPU else f"cuda:{slot.device}", proc.pid, self.share,
+                         request.log_path)
+                t0 = time.perf_counter()
+                code = proc.wait()
+            with self.lock:
+                self.running.pop(i, None)
+            if self.on_done is not None:
+                self.on_done(request, code, time.perf_counter() - t0)
+            return code
+        finally:
+            self.free.put(slot)
+
+    def run(self) -> list[int | None]:
+        """Run everything; on Ctrl-C interrupt the running runs, start no new one and re-raise."""
+        with ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix="bench-pool") as ex:
+            futures = [ex.submit(self._one, i, r) for i, r in enumerate(self.requests)]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt:
+                self.interrupt()
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def interrupt(self) -> None:
+        """SIGINT to every running run (it marks itself KILLED and keeps its checkpoint), then wait."""
+        self.stopping.set()
+        with self.lock:
+            procs = list(self.running.values())
+        log.warning("interrupted: stopping %d running run(s); `--resume` continues them", len(procs))
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def tail(path: Path, prefix: str = "bench: error:") -> str:
+    """The run's own one-line error from its log, else the last non-empty line."""
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    for ln in reversed(lines):
+        if ln.startswith(prefix):
+            return ln[len(prefix):].strip()
+    return lines[-1][:300] if lines else "no output"
+
+
+def run_matrix(requests: list[RunRequest], slots: list[Slot], tracking_uri: str | None = None) -> list:
+    """Run the matrix on the pool; one RunResult per request (failed ones with their error), in order."""
+    from bench.runner import RunResult, recorded_result
+    from bench.tracking import prepare_store
+
+    if requests:
+        prepare_store(tracking_uri, sorted({r.cfg.dataset for r in requests}))  # once, before fanning out
+    results: dict[str, RunResult] = {}
+
+    def done(request: RunRequest, code: int, seconds: float) -> None:
+        cfg = request.cfg
+        if code == 0 and (cfg.run_dir / "metrics.json").is_file():
+            results[request.name] = recorded_result(cfg, seconds)
+            log.info("finished %s in %.0f s", request.name, seconds)
+            return
+        reason = tail(request.log_path)
+        results[request.name] = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", cfg.run_dir,
+                                          error=f"exit {code}: {reason}", seconds=seconds)
+        log.error("%s failed (exit %d): %s (log: %s)", request.name, code, reason, request.log_path)
+
+    Pool(requests, slots, on_done=done).run()
+    return [results[r.name] for r in requests if r.name in results]
