@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -111,6 +112,32 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
             amp._via_step = False
     else:
         optimizer.step()
+
+
+def float32_math(fn):
+    """Decorator: run `fn` with autocast off and its half-precision tensor arguments in float32.
+
+    For loss math whose small values underflow in fp16 (L2 norms of small features, cosine similarities of
+    near-zero rows: NaN losses). With autocast off and float32 inputs (the papers' setting) `fn` is called
+    as it is, so float32 runs are unchanged to the bit.
+    """
+
+    def half(x) -> bool:
+        return isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16)
+
+    def up(x):
+        return x.float() if half(x) else x
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
+        device = tensors[0].device.type if tensors else "cpu"
+        if not torch.is_autocast_enabled(device) and not any(half(x) for x in tensors):
+            return fn(*args, **kwargs)
+        with torch.autocast(device, enabled=False):
+            return fn(*(up(a) for a in args), **{k: up(v) for k, v in kwargs.items()})
+
+    return wrapper
 
 
 def configure_tf32(enabled: bool) -> None:

@@ -114,13 +114,15 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             swept = json.loads(tags.get("bench.swept") or "{}")
         except ValueError:
             swept = {"swept": tags["bench.swept"]}
+        # Runs trained with non-default compute switches (bf16, compile, ...) are their own row, footnoted.
+        setting = format_setting({**swept, **compute_setting(tags)})
         rows.append({
             "run_id": run.info.run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
             "method": tags["bench.method"], "dataset": dataset,
             "direction": _normalize_direction(dataset, tags.get("bench.direction")),
             "seed": int(tags["bench.seed"]), "preset": tags.get("bench.preset", ""),
             "study": tags.get("bench.study", ""), "trial": tags.get("bench.trial", ""),
-            "swept": swept, "setting": format_setting(swept),
+            "swept": swept, "setting": setting,
             "status": tags.get("bench.status", run.info.status.lower()), "mlflow_status": run.info.status,
             "error": tags.get("bench.error", ""), "start_time": run.info.start_time,
             "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
@@ -211,7 +213,30 @@ def protocol_differences(fingerprint: Mapping[str, Any], metric: str, dataset: s
         notes.append(f"resize protocol {resize} (paper: pytorch-fid {PAPER_PROTOCOL['resize_protocol']})")
     if select != PAPER_PROTOCOL["select"]:
         notes.append("last epoch (the papers report the best test-set epoch)")
+    from bench.precision import describe as describe_compute
+
+    compute = describe_compute(fingerprint.get("compute") or {})
+    if compute:
+        notes.append(f"trained with {compute} (paper: fp32)")
     return notes
+
+
+def compute_setting(tags: Mapping[str, str]) -> dict[str, Any]:
+    """The non-default compute switches a run's `bench.compute.*` tags record, as `train.<switch>` settings."""
+    from bench.precision import SWITCH_DEFAULTS, TAG_PREFIX
+
+    out = {}
+    for key, default in SWITCH_DEFAULTS.items():
+        text = tags.get(TAG_PREFIX + key)
+        if text is None:
+            continue
+        try:
+            value = json.loads(text) if not isinstance(default, str) else text
+        except ValueError:
+            value = text
+        if value != default:
+            out[f"train.{key}"] = value
+    return out
 
 
 class _Notes:
@@ -263,6 +288,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
             label = (f"{label}: {shown}" if shown else label) if multi_method_study or not setting else setting
         elif kind == "baseline":
             label = f"{label} (baseline)"
+        elif setting:  # a benchmark run with non-default compute switches
+            label = f"{label} ({setting})"
         return f"{label} [{preset}]" if multi_preset else label
 
     if options.published and published is None:

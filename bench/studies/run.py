@@ -579,28 +579,16 @@ def worker_entry(spec: StudySpec, opts: RunOptions, index: int = 0) -> dict[str,
     return work(spec, opts)
 
 
-def _die_with_parent() -> None:
-    """In a worker subprocess: get SIGKILL when the launching process dies (Linux), so a killed study stops."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def run_workers(argv: list[str], n: int) -> int:
     """Launch `n` worker subprocesses (`python -m bench.cli study worker ...`) and wait; returns the worst code."""
+    from bench.launch.procs import cpu_share, die_with_parent, worker_env
+
     procs = []
-    # Each worker gets its share of the cores: n processes x all-core OpenMP pools oversubscribe the machine,
-    # and spinning threads then make every worker many times slower. An explicit OMP_NUM_THREADS wins.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    share = str(max(1, cores // max(1, n)))
+    share = cpu_share(n)  # each worker gets its share of the cores (bench.launch.procs.worker_env)
     for i in range(n):
-        env = {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share, **os.environ, "BENCH_STUDY_WORKER": str(i)}
+        env = worker_env(share, BENCH_STUDY_WORKER=str(i))
         cmd = [sys.executable, "-m", "bench.cli", "study", *argv]
-        procs.append(subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if os.name == "posix" else None))
+        procs.append(subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent if os.name == "posix" else None))
     log.info("started %d workers: %s", n, " ".join(str(p.pid) for p in procs))
     codes = []
     try:

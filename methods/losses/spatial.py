@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bench.precision import float32_math
+
 LOSS_MODES = ("cos", "l1")
 
 
@@ -36,6 +38,7 @@ def _window_ids(ids: torch.Tensor, height: int, width: int, patch_size: int) -> 
     return (rows * width + cols).flatten(1)
 
 
+@float32_math  # tiny similarities underflow in fp16 (NaN cosines)
 def patch_similarity(feat: torch.Tensor, ids: torch.Tensor, patch_size: int = 64,
                      use_norm: bool = False) -> torch.Tensor:
     """Self-similarity rows (B, S, K) of the queries `ids` of a (B, C, H, W) feature map.
@@ -68,6 +71,7 @@ def top_quarter_mask(sim_tgt: torch.Tensor) -> torch.Tensor:
     return sim_tgt >= kth
 
 
+@float32_math  # tiny similarities underflow in fp16 (NaN cosines)
 def compare_similarity(sim_src: torch.Tensor, sim_tgt: torch.Tensor, mode: str = "cos",
                        use_norm: bool = False) -> torch.Tensor:
     """Scalar distance of two (B, S, N) similarity maps, both masked to the target's top quarter.
@@ -89,6 +93,7 @@ def compare_similarity(sim_src: torch.Tensor, sim_tgt: torch.Tensor, mode: str =
     raise ValueError(f"unknown loss_mode {mode!r}; valid: {', '.join(LOSS_MODES)}")
 
 
+@float32_math  # tiny similarities underflow in fp16 (NaN cosines)
 def similarity_nce(sim_src: torch.Tensor, sim_tgt: torch.Tensor, sim_other: torch.Tensor,
                    tau: float = 0.07) -> torch.Tensor:
     """LSeSim's contrastive loss: row i of src must match row i of tgt, not other rows nor the other image.

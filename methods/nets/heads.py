@@ -12,9 +12,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from bench.precision import float32_math
 from methods.nets.init import init_weights
 
 
+@float32_math  # under fp16 autocast the squares of small features underflow to 0 (NaN PatchNCE)
 def l2_normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-7) -> torch.Tensor:
     """x / (||x||_2 + eps) along `dim` (CUT's Normalize(2))."""
     return x / (x.pow(2).sum(dim, keepdim=True).sqrt() + eps)
