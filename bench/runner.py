@@ -343,7 +343,8 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         msg = f"{type(exc).__name__}: {exc}"
         result.error = msg
         tracker.set_tags({"bench.status": "failed"})
-        tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", error=msg)
+        # Ctrl-C, a pool's interrupt or a Slurm preemption (submitit exits the task) end KILLED, resumable.
+        tracker.finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED", error=msg)
         (run_dir / "error.txt").write_text(traceback.format_exc())
         raise
     finally:
