@@ -32,12 +32,13 @@ class RunRequest:
         """Where a launcher writes the run's output: beside its run folder (`seed0.log`)."""
         return self.cfg.run_dir.with_name(self.cfg.run_dir.name + ".log")
 
+    def run_args(self, device: str | None = None) -> list[str]:
+        """The `bench run` arguments of this run (`device` adds --device, e.g. cpu or cuda)."""
+        return [*self.argv, *(["--device", device] if device is not None else [])]
+
     def command(self, device: str | None = None) -> list[str]:
-        """`python -m bench.cli run ...` for this run (`device` replaces --device, e.g. cpu or cuda)."""
-        argv = list(self.argv)
-        if device is not None:
-            argv += ["--device", device]
-        return [sys.executable, "-m", "bench.cli", "run", *argv]
+        """`python -m bench.cli run ...` for this run."""
+        return [sys.executable, "-m", "bench.cli", "run", *self.run_args(device)]
 
 
 def run_argv(args: argparse.Namespace, method: str, seed: int) -> tuple[str, ...]:

@@ -1,21 +1,27 @@
 """Local process pool: the runs of a matrix as separate processes over the devices of one machine.
 
-`bench run ... --workers N [--devices 0,1 | cpu] [--runs-per-device K]`. Each run is its own
-`python -m bench.cli run --methods M --seeds S ...` subprocess (concurrent.futures threads wait on them),
-pinned to one device with CUDA_VISIBLE_DEVICES, at most K at a time per device and N in all; the CPU cores are
-split between the concurrent runs (bench.threads' BENCH_CPU_SHARE, OMP_NUM_THREADS). A failed run is reported
-when it ends and the others go on; Ctrl-C interrupts every running run (each ends KILLED in MLflow, its
-last checkpoint kept for `--resume`) and starts no new one; a killed pool takes its runs with it (Linux
-parent-death signal), so `--resume` finds exactly the unfinished ones. The tracking store is created once
-before the runs fan out.
+`bench run ... --workers N [--devices 0,1 | cpu] [--runs-per-device K]`. Each run is its own process running
+`bench run --methods M --seeds S ...` (the command is the first line of its log), pinned to one device with
+CUDA_VISIBLE_DEVICES, at most K at a time per device and N in all; concurrent.futures threads wait on them.
+The processes come from a multiprocessing fork server that imported torch, MLflow and bench once, so a run
+does not pay the interpreter start and imports again (seconds of CPU each: a large share of a smoke run, and
+many times that on a busy machine). The CPU cores are split between the concurrent runs (bench.threads'
+BENCH_CPU_SHARE, OMP_NUM_THREADS). A failed run is reported when it ends and the others go on; Ctrl-C
+interrupts every running run (each ends KILLED in MLflow, its last checkpoint kept for `--resume`) and starts
+no new one; a killed pool takes its runs with it (the fork server exits with its parent, and each run gets
+the Linux parent-death signal), so `--resume` finds exactly the unfinished ones. The tracking store is created
+once before the runs fan out.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import queue
+import shlex
 import signal
-import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +37,41 @@ log = logging.getLogger(__name__)
 CPU = "cpu"
 #: Seconds an interrupted run gets to mark itself KILLED before it is killed.
 INTERRUPT_GRACE_S = 60.0
+#: Modules the fork server imports once for every run it starts.
+PRELOAD = ("torch", "mlflow", "bench.cli", "bench.runner", "bench.train", "bench.evaluation", "methods",
+           "bench.launch.pool")
+
+_CONTEXT = None
+_START_LOCK = threading.Lock()
+
+
+def _context():
+    """The fork-server context (created once per process, with its preloads)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(list(PRELOAD))
+    return _CONTEXT
+
+
+def _run_child(argv: list[str], env: dict[str, str], log_path: str) -> None:
+    """In the forked run process: own session, die with the server, its env and log, then `bench run`."""
+    os.setsid()  # a terminal Ctrl-C reaches the pool only, which interrupts each run once
+    die_with_parent()
+    os.environ.update(env)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    from bench.cli import main
+
+    code = main(["run", *argv])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))  # skip the fork server's atexit handlers
 
 
 @dataclass(frozen=True)
@@ -93,7 +134,7 @@ class Pool:
             self.free.put(s)
         self.share = cpu_share(min(len(slots), len(requests)) or 1)
         self.stopping = threading.Event()
-        self.running: dict[int, subprocess.Popen] = {}
+        self.running: dict[int, multiprocessing.process.BaseProcess] = {}
         self.lock = threading.Lock()
 
     def _one(self, i: int, request: RunRequest) -> int | None:
@@ -102,18 +143,24 @@ class Pool:
             if self.stopping.is_set():
                 return None
             request.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(request.log_path, "ab") as out:
-                proc = subprocess.Popen(request.command(slot.run_device), stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL,
-                                        env=worker_env(self.share, **slot.env(), BENCH_LAUNCH_SLOT=str(slot.index)),
-                                        preexec_fn=die_with_parent, start_new_session=True)
-                with self.lock:
-                    self.running[i] = proc
-                log.info("started %s on %s (pid %d, %d core(s); log %s)", request.name,
-                         "cpu" if slot.device == CPU else f"cuda:{slot.device}", proc.pid, self.share,
-                         request.log_path)
-                t0 = time.perf_counter()
-                code = proc.wait()
+            run_args = request.run_args(slot.run_device)
+            env = {k: v for k, v in worker_env(self.share, **slot.env(), BENCH_LAUNCH_SLOT=str(slot.index)).items()
+                   if os.environ.get(k) != v}
+            with open(request.log_path, "a") as out:
+                out.write(f"$ {' '.join(f'{k}={shlex.quote(v)}' for k, v in sorted(env.items()))} "
+                          f"{shlex.join(['python', '-m', 'bench.cli', 'run', *run_args])}\n")
+            proc = _context().Process(target=_run_child, args=(run_args, env, str(request.log_path)),
+                                      name=f"bench-run-{request.name}")
+            with _START_LOCK:
+                proc.start()
+            with self.lock:
+                self.running[i] = proc
+            log.info("started %s on %s (pid %d, %d core(s); log %s)", request.name,
+                     "cpu" if slot.device == CPU else f"cuda:{slot.device}", proc.pid, self.share,
+                     request.log_path)
+            t0 = time.perf_counter()
+            proc.join()
+            code = proc.exitcode if proc.exitcode is not None else -1
             with self.lock:
                 self.running.pop(i, None)
             if self.on_done is not None:
@@ -141,15 +188,14 @@ class Pool:
             procs = list(self.running.values())
         log.warning("interrupted: stopping %d running run(s); `--resume` continues them", len(procs))
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGINT)
         deadline = time.monotonic() + INTERRUPT_GRACE_S
         for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            p.join(timeout=max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
                 p.kill()
-                p.wait()
+                p.join()
 
 
 def tail(path: Path, prefix: str = "bench: error:") -> str:
@@ -175,11 +221,14 @@ def run_matrix(requests: list[RunRequest], slots: list[Slot], tracking_uri: str 
 
     def done(request: RunRequest, code: int, seconds: float) -> None:
         cfg = request.cfg
-        if code == 0 and (cfg.run_dir / "metrics.json").is_file():
-            results[request.name] = recorded_result(cfg, seconds)
-            log.info("finished %s in %.0f s", request.name, seconds)
-            return
         reason = tail(request.log_path)
+        if code == 0 and (cfg.run_dir / "metrics.json").is_file():
+            try:
+                results[request.name] = recorded_result(cfg, seconds)
+                log.info("finished %s in %.0f s", request.name, seconds)
+                return
+            except (OSError, ValueError, KeyError) as exc:  # an unreadable metrics.json: report, go on
+                reason = f"cannot read {cfg.run_dir / 'metrics.json'}: {exc}"
         results[request.name] = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", cfg.run_dir,
                                           error=f"exit {code}: {reason}", seconds=seconds)
         log.error("%s failed (exit %d): %s (log: %s)", request.name, code, reason, request.log_path)
