@@ -117,7 +117,7 @@ def test_tpe_spec_samples_conditional_space_with_optuna():
     (base(objective={"metric": "recon_l1"}, pruner="median"), "'recon_l1' is only scored at the end"),
     (base(seeds=[0, 0]), "seeds has duplicates"),
     (base(search_space={"x": {"type": "categorical", "choices": [[1, 2]]}}), "write lists as \"0,4,8\""),
-    (base(method="_secret"), "reserved for tests"),
+    (base(method="_secret"), "reserved for custom objectives"),
     (base(name="a b"), "may contain only letters"),
     ({"name": "t", "dataset": "toy"}, "missing required key 'method'"),
 ])

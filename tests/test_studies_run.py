@@ -1,7 +1,7 @@
 """Running studies: journal storage, MLflow nesting, pruning, stale trials, kill + resume, submitit, tables.
 
-Most tests use the hidden `_quadratic` objective (no training) so the machinery is tested in seconds; the
-real QS-Attn smoke study is marked slow.
+Most tests use the `_quadratic` objective of tests/study_objectives.py (no training) so the machinery is tested
+in seconds; the real QS-Attn smoke study is marked slow.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping
 
 from bench.errors import ConfigError, UsageError, closest
 from bench.metrics import catalog
+from bench.studies.objectives import get_objective, is_objective
 
 PARAM_KINDS = ("categorical", "int", "float", "variant")
 SAMPLERS = ("grid", "tpe", "random")
@@ -34,8 +35,6 @@ SELECTS = ("last", "best")
 RUN_KEYS = ("method", "dataset")
 # Metrics the training loop can score at evaluation epochs (`Evaluator.quick`), hence prune on.
 EVAL_TIME_METRICS = catalog.names(eval_time=True)
-# A test-only objective (fast, no training) used by the study machinery's own tests.
-TEST_METHODS = ("_quadratic",)
 
 Scalar = str | int | float | bool | None
 
@@ -415,8 +414,11 @@ def _validate_spec(spec: StudySpec, where: str) -> None:
         value = getattr(spec, attr)
         if value is not None and value not in names:
             raise ConfigError(f"{where}: plot.{attr[5:]}={value!r} is not a search_space parameter{closest(value, names)}")
-    if spec.method.startswith("_") and spec.method not in TEST_METHODS:
-        raise ConfigError(f"{where}: method {spec.method!r}: names starting with '_' are reserved for tests")
+    if is_objective(spec.method):
+        try:
+            get_objective(spec.method)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def _parse_param(name: str, raw: Any, where: str) -> Param:
