@@ -87,9 +87,17 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.protocol not in ("legacy_pytorch", "clean"):
             raise ConfigError(f"eval.protocol={self.protocol!r}: use legacy_pytorch or clean")
-        for name in ("n_test", "lpips_inputs", "lpips_samples", "batch_size"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
+        # Checked now, not after training: a bad value would otherwise fail (or score nothing) at the end.
+        for name, least in (("n_test", 0), ("lpips_inputs", 1), ("lpips_samples", 2), ("batch_size", 1)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"eval.{name}={getattr(self, name)}: must be >= {least}"
+                                  + (" (0 = the whole test split)" if name == "n_test" else "")
+                                  + (" (LPIPS diversity compares consecutive samples)" if name == "lpips_samples"
+                                     else ""))
+        for name in ("inception_weights", "seg_weights"):
+            value = getattr(self, name)
+            if value and not Path(value).expanduser().is_file():
+                raise ConfigError(f"eval.{name}={value}: no such file")
 
 
 @dataclass(frozen=True)
