@@ -21,15 +21,14 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from bench.config import PRECISIONS
 from bench.errors import ConfigError
 
-if TYPE_CHECKING:  # bench.config imports this module (PRECISIONS)
+if TYPE_CHECKING:
     from bench.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-#: Training precisions (`train.precision`); the first is the papers' and the default.
-PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: The compute switches and their papers' defaults, as recorded (tags, fingerprints, tables).
