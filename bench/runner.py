@@ -69,7 +69,7 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
 
     cls = methods.get(method)
     spec = get_spec(dataset)  # validates the name
-    method_over, sections = split_overrides(dict(overrides or {}), cls.Config)
+    method_over, sections = split_overrides(dict(overrides or {}), cls.Config, method=method)
     method_cfg = cls.make_config(preset, method_over)
     data_over = dict(sections["data"])
     if data_root is not None:

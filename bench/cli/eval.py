@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.cli.lists import list_flag, split_items
 from bench.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--fake", help="folder of generated images")
     src.add_argument("--run", help="a finished run folder (config.json, eval/<tag>/fake, eval/reference)")
     src.add_argument("--tag", default="last", help="with --run: which evaluation to re-score (last, best; default last)")
-    src.add_argument("--metrics", default=None,
-                     help="comma-separated: fid,kid,swd (default), l1,psnr,ssim, miou,pixel_acc,class_acc (or seg)")
+    src.add_argument("--metrics", **list_flag(default=None, metavar="NAME"),
+                     help="fid,kid,swd (default) or fid kid swd; l1,psnr,ssim; miou,pixel_acc,class_acc (or seg)")
     opt = p.add_argument_group("protocol")
     opt.add_argument("--protocol", default=None, help="legacy_pytorch (pytorch-fid, default) or clean (clean-fid resize)")
     opt.add_argument("--inception-weights", default=None,
@@ -71,11 +72,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                         "or the run's)")
 
 
-def _parse_metrics(text: str | None) -> list[str] | None:
+def _parse_metrics(text: str | list[str] | None) -> list[str] | None:
     if text is None:
         return None
     names: list[str] = []
-    for part in (p.strip() for p in text.split(",")):
+    for part in split_items(text):
         if part:
             names.extend(SEG_ALIASES.get(part, (part,)))
     if not names:

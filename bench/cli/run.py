@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bench.cli.lists import list_flag
 from bench.errors import BenchError, UsageError
 
 log = logging.getLogger("bench")
@@ -12,10 +13,10 @@ log = logging.getLogger("bench")
 def register(sub) -> None:
     p = sub.add_parser("run", help="train and evaluate methods on a dataset under fixed seeds",
                        description="Train and evaluate each method on DATASET for each seed; track in MLflow.")
-    p.add_argument("--methods", nargs="+", required=True, metavar="NAME",
+    p.add_argument("--methods", required=True, **list_flag(metavar="NAME"),
                    help="method names, or 'all' for every method that fits the dataset (see `bench methods`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `bench data list`)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N", help="seeds (default: 0)")
+    p.add_argument("--seeds", **list_flag(int, default=[0], metavar="N"), help="seeds: 0 1 2 or 0,1,2 (default: 0)")
     p.add_argument("--preset", default="paper", help="paper (official settings, 256 px; for GPUs) or smoke (CPU-sized)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a method field (lambda_NCE=2), or data.*, train.*, eval.*; repeatable")
@@ -44,6 +45,7 @@ def cmd_run(args) -> int:
     for n in names:
         registry.get(n)  # unknown names fail before anything runs
     plan, skipped = [], []
+    fitting = []
     for name in names:
         reason = method_fits(name, args.dataset)
         if reason:
@@ -51,8 +53,11 @@ def cmd_run(args) -> int:
                 raise UsageError(reason)
             skipped.append((name, reason))
             continue
+        fitting.append(name)
+    per_method = overrides_per_method(overrides, fitting)
+    for name in fitting:
         for seed in args.seeds:
-            cfg = build_run_config(name, args.dataset, seed, args.preset, overrides, data_root=args.data_root,
+            cfg = build_run_config(name, args.dataset, seed, args.preset, per_method[name], data_root=args.data_root,
                                    direction=args.direction, out=args.out, device=args.device,
                                    tracking_uri=args.tracking_uri, inception_weights=args.inception_weights,
                                    seg_weights=args.seg_weights)
@@ -77,6 +82,40 @@ def cmd_run(args) -> int:
                 results.append(_failed(cfg, exc))
     _print_summary(results, skipped)
     return 0 if all(r.status == "finished" for r in results) else 1
+
+
+def overrides_per_method(overrides: dict[str, str], names: list[str]) -> dict[str, dict[str, str]]:
+    """Each method's `--set` items: `cut.x=1` only for cut; a bare `x=1` for the selected methods that have `x`.
+
+    A bare key that none of the methods has is an error (with the first method's suggestion), and so is a key
+    scoped to a method that is not selected; the methods a bare key skips are listed in one log line.
+    """
+    import dataclasses
+
+    import methods as registry
+    from bench.config import split_overrides
+
+    all_names = set(registry.names())
+    fields = {name: {f.name for f in dataclasses.fields(registry.get(name).Config)} for name in names}
+    out = {name: dict(overrides) for name in names}
+    for key in overrides:
+        head, dot, _ = key.partition(".")
+        if dot and head in all_names and head not in names:
+            raise UsageError(f"--set {key}: {head} is not among the methods run here ({', '.join(names) or 'none'})")
+        if dot:
+            continue
+        have = [n for n in names if key in fields[n]]
+        if not have:
+            if names:
+                split_overrides({key: overrides[key]}, registry.get(names[0]).Config)  # raises, naming the key
+            continue
+        lacking = [n for n in names if key not in fields[n]]
+        if lacking:
+            log.info("--set %s applies to %s; not to %s (no such option; scope it as METHOD.%s to be explicit)",
+                     key, ", ".join(have), ", ".join(lacking), key)
+            for n in lacking:
+                del out[n][key]
+    return out
 
 
 def _failed(cfg, exc):

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 
+from bench.cli.lists import list_flag
 from bench.errors import UsageError
 
 log = logging.getLogger("bench.study")
@@ -32,7 +33,7 @@ def _add_spec_args(p: argparse.ArgumentParser, run: bool = True) -> None:
     p.add_argument("--storage", help="Optuna storage: journal file path or RDB URL (default: the spec's, else "
                                      "results/studies/<name>.journal)")
     p.add_argument("--n-trials", type=int, help="the study's total trial budget (default: the spec's / grid size)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="N", help="replace the spec's seeds")
+    p.add_argument("--seeds", **list_flag(int, metavar="N"), help="replace the spec's seeds (0 1 or 0,1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra fixed override for every trial (part of the study's identity); repeatable")
     p.add_argument("--results-dir", default="results/studies", help="tables and figures go to <dir>/<study>/")
