@@ -160,10 +160,12 @@ def test_published_beside_reproduced_with_difference(runs):
     assert munit["published"] == 104.4 and munit["n"] == 0
     md = render(table, "md")
     assert "| paper | Δ |" in md and "+0.9" in md
-    assert "Published: qsattn2022 Table 1" in md
-    # The published value points at its source's footnote.
-    mark = table.footnotes.index(next(t for t in table.footnotes if t.startswith("Published: qsattn2022 Table 1"))) + 1
-    assert q["published_mark"] == mark and f"41.1<sup>{mark}</sup>" in md
+    # Sources are cited like a paper cites them, never by the internal file the numbers were copied from.
+    assert "Published: Hu et al., QS-Attn, CVPR 2022, Table 1." in table.footnotes
+    assert not any("shared/" in t or ".txt" in t for t in table.footnotes)
+    # The row's label points at its published numbers' source, so the number columns stay plain numbers.
+    mark = table.footnotes.index("Published: Hu et al., QS-Attn, CVPR 2022, Table 1.") + 1
+    assert q["published_mark"] == mark and f"| QS-Attn (Global)<sup>{mark}</sup> | **42.0 ± 1.0** (n=3) | 41.1 |" in md
     # CycleGAN horse->zebra differs between the CUT-paper copy (77.2) and DCLGAN's table (66.8): both named.
     assert "other published values" in md
 
@@ -172,7 +174,8 @@ def test_protocol_footnotes(runs):
     table = build_table(TableOptions(metrics=("fid",), datasets=("toy", "horse2zebra")), runs=runs)
     toy = _cell(table, "cut", "toy")
     note = table.footnotes[toy["marks"][0] - 1]
-    assert "32px images (paper: 256)" in note and "`smoke` preset" in note and "8 test images" in note
+    assert "32px images (paper: 256)" in note and "smoke preset" in note and "8 test images" in note
+    assert "`" not in note  # backticks render as quotes in LaTeX
     assert not _cell(table, "cut", "horse2zebra")["marks"]  # paper protocol: no footnote
     last = build_table(TableOptions(metrics=("fid",), select="last", datasets=("horse2zebra",)), runs=runs)
     assert any("last epoch" in f for f in last.footnotes)
@@ -183,13 +186,16 @@ def test_study_table_groups_by_swept_params_with_baseline(runs):
     rows = list(dict.fromkeys(table.cells["row"]))
     assert rows == ["num_patches=64", "num_patches=128", "num_patches=256", "num_patches=512",
                     "QS-Attn (Global) (baseline)"]
+    assert table.label_names == ("num_patches",)  # one label column per swept parameter
+    assert list(dict.fromkeys(table.cells["labels"])) == [("64",), ("128",), ("256",), ("512",),
+                                                          ("QS-Attn (Global) (baseline)",)]
     c = table.cells.set_index("row")
     assert c.loc["num_patches=128", "mean"] == pytest.approx(40.5) and c.loc["num_patches=128", "n"] == 2
     assert c.loc["num_patches=64", "published"] == 47.9  # QS-Attn Table 5
     assert c.loc["num_patches=512", "n_pruned"] == 1 and c.loc["num_patches=512", "n"] == 0
     assert set(table.cells["dataset"]) == {"horse2zebra"}  # baseline limited to the study's datasets
     md = render(table, "md")
-    assert "**40.5 ± 0.7** (n=2)" in md and "pruned" in md
+    assert "| 128<sup>3</sup> | **40.5 ± 0.7** (n=2) |" in md and "pruned" in md
     with pytest.raises(UsageError, match="no finished runs of study"):
         build_table(TableOptions(study="qs_querys"), runs=runs)
 
@@ -205,34 +211,77 @@ def test_csv_is_long_form(runs):
     assert row["mean"] == pytest.approx(31.0) and row["n"] == 3 and row["published"] == 31.5
 
 
-def _latex_document(body: str) -> str:
-    return ("\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
-            "\\usepackage{graphicx}\n\\begin{document}\n" + body + "\\end{document}\n")
+def _column_specs(text: str) -> list[str]:
+    """The columns of a tabular spec `{@{}lS[...]!{...}S[...]@{}}`: 'l', 'c', 'r' or 'S[...]' each."""
+    def group(i: int, open_: str, close: str) -> int:  # index after the balanced group starting at i
+        depth = 0
+        for j in range(i, len(text)):
+            depth += {open_: 1, close: -1}.get(text[j], 0)
+            if depth == 0:
+                return j + 1
+        raise AssertionError(text)
+
+    end, i, out = group(0, "{", "}"), 1, []
+    while i < end - 1:
+        ch = text[i]
+        if ch in "@!":
+            i = group(i + 1, "{", "}")
+        elif ch == "S":
+            j = group(i + 1, "[", "]") if text[i + 1] == "[" else i + 1
+            out.append(text[i:j])
+            i = j
+        else:
+            out.append(ch)
+            i += 1
+    return out
 
 
 def test_latex_structure(runs):
     tex = render(build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True), runs=runs), "latex")
     assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
-    assert "\\textbf{40.5 $\\pm$ 0.7}" in tex and "num\\_patches=64" in tex and "qs\\_queries" in tex
-    spec = tex.split("\\begin{tabular}{", 1)[1].split("}", 1)[0]
+    assert tex.index("\\caption{") < tex.index("\\begin{tabular}")  # caption above, as papers print it
+    assert "\\bfseries 40.5 \\pm 0.7" in tex and "{num\\_patches}" in tex and "qs\\_queries" in tex
+    assert "\\resizebox" not in tex and "`" not in tex
+    columns = _column_specs(tex.split("\\begin{tabular}", 1)[1])
+    # label | ours, paper, Δ (siunitx S) | Seeds (the baseline has 3 seeds, the study rows 2)
+    assert columns[0] == "l" and columns[-1] == "c" and all(c.startswith("S[table-format=") for c in columns[1:-1])
+    assert "{Seeds}" in tex
+    assert "uncertainty-mode=separate" in columns[1]  # ± aligned by siunitx
     rows = [line for line in tex.splitlines() if line.endswith("\\\\") and "&" in line]
-    assert len(rows) == 2 + 5  # group header, metric header, 5 table rows
+    assert len(rows) == 3 + 5  # dataset, metric and ours/paper/Δ headers, 5 table rows
     for line in rows:  # every row fills exactly the declared columns (multicolumn spans counted)
         spans = [int(w) for w in re.findall(r"\\multicolumn\{(\d+)\}", line)]
-        assert line.count("&") + 1 + sum(w - 1 for w in spans) == len(spec), line
+        assert line.count("&") + 1 + sum(w - 1 for w in spans) == len(columns), line
     assert latex_escape("a_b & 5% ± →") == "a\\_b \\& 5\\% $\\pm$ $\\rightarrow$"
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (apt-get install texlive-latex-base "
-                    "texlive-latex-recommended)")
-def test_latex_compiles(runs, tmp_path):
-    for options in (TableOptions(metrics=("fid", "swd"), published=True),
-                    TableOptions(metrics=("fid",), study="qs_queries", published=True)):
-        (tmp_path / "t.tex").write_text(_latex_document(render(build_table(options, runs=runs), "latex")))
-        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout[-2000:]
-        assert (tmp_path / "t.pdf").stat().st_size > 1000
+def test_bold_marks_only_values_tied_with_the_best(runs):
+    import pandas as pd
+
+    from bench.tables import BOLD_RULE, bold_cells
+
+    main = build_table(TableOptions(metrics=("fid", "swd"), datasets=("horse2zebra",)), runs=runs)
+    bold = {(row, m) for row, _, _, m in bold_cells(main.cells, [("horse2zebra", "horse2zebra", "fid"),
+                                                                ("horse2zebra", "horse2zebra", "swd")])}
+    # FID 42 ± 1 vs 46 ± 1 over 3 seeds: significantly better (Welch p < 0.01), bold alone.
+    assert {row for row, m in bold if m == "fid"} == {"QS-Attn (Global)"}
+    # SWD 30/31/32 for every method: all tied, all bold.
+    assert {row for row, m in bold if m == "swd"} == {"CycleGAN", "CUT", "QS-Attn (Global)"}
+    assert BOLD_RULE in render(main, "md")
+    study = build_table(TableOptions(metrics=("fid",), study="qs_queries"), runs=runs)
+    bold = {row for row, *_ in bold_cells(study.cells, [("horse2zebra", "horse2zebra", "fid")])}
+    # 40.5 ± 0.7 (best) vs 41.5 ± 0.7 and 42.0 ± 1.0: not distinguishable with 2-3 seeds; 47.5 ± 0.7 is worse.
+    assert bold == {"num_patches=128", "num_patches=256", "QS-Attn (Global) (baseline)"}
+
+    def cells(values):
+        return pd.DataFrame([{"row": r, "dataset": "d", "direction": "d", "metric": "fid", "kind": "method",
+                              "mean": sum(v) / len(v), "n": len(v), "values": v} for r, v in values.items()])
+
+    assert bold_cells(cells({"a": [1.0], "b": [5.0, 6.0]}), [("d", "d", "fid")]) == set(), \
+        "a single seed's best proves nothing"
+    assert bold_cells(cells({"a": [1.0, 1.0], "b": [1.0, 1.0]}), [("d", "d", "fid")]) == {
+        ("a", "d", "d", "fid"), ("b", "d", "d", "fid")}
+    assert bold_cells(cells({"a": [1.0, 1.0], "b": [2.0, 2.0]}), [("d", "d", "fid")]) == {("a", "d", "d", "fid")}
 
 
 def test_no_runs_renders_a_message(tmp_path):

@@ -203,15 +203,16 @@ def cmd_status(args) -> int:
 def cmd_table(args) -> int:
     from pathlib import Path
 
-    from bench.studies.report import render, study_table
+    from bench.studies.report import study_table
     from bench.studies.run import load_existing, open_handle
+    from bench.tables import render
 
     spec = _spec(args)
     study = load_existing(spec, open_handle(spec, create=False))
     table = study_table(study, spec)
-    if table.empty:
+    if not len(table.cells):
         raise UsageError(f"study {spec.study_name} has no trials yet; run `bench study run {args.spec}` first")
-    text = render(table, args.format, title=f"{spec.paper or spec.name} — {spec.study_name}")
+    text = render(table, args.format)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

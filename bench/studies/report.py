@@ -2,7 +2,8 @@
 
 Each finished trial stores its per-seed scores in the user attribute `bench:seed_metrics`; a table row is
 one variant (a parameter combination), each cell the mean ± std over seeds. Pruned trials stay visible:
-their row shows the last value reported during training, marked †.
+their row shows the last value reported during training, with a footnote saying so. The table is a
+`bench.tables.Table`, rendered by the same renderer as `bench table` (Markdown, LaTeX through pandas' Styler, CSV).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 
 SEED_METRICS_ATTR = "bench:seed_metrics"
 STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
-PRUNED_MARK = "†"
 
 
 def row_params(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -71,10 +71,10 @@ def summary_frame(study, spec: StudySpec):
             mean = sum(values) / len(values) if values else math.nan
             std = _std(values)
             rows.append({**params, "dataset": dataset, "metric": m, "mean": mean, "std": std, "n": len(values),
-                         "status": state.lower(), "trials": ",".join(str(t.number) for t in used),
+                         "values": values, "status": state.lower(), "trials": ",".join(str(t.number) for t in used),
                          "_order": sort_key})
     columns = [p.name for p in spec.search_space if p.name != "dataset"] + [
-        "dataset", "metric", "mean", "std", "n", "status", "trials", "_order"]
+        "dataset", "metric", "mean", "std", "n", "values", "status", "trials", "_order"]
     frame = pd.DataFrame(rows, columns=columns)
     if not spec.is_grid and not frame.empty:
         # Sweeps: best first by the objective.
@@ -96,20 +96,17 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def format_cell(mean: float, std: float, status: str, digits: int = 2) -> str:
-    """'41.10 ± 0.52', '41.10' for one seed, '55.3†' for a pruned trial, '—' when missing."""
-    if mean is None or math.isnan(mean):
-        return "—"
-    text = f"{mean:.{digits}f}"
-    if std is not None and not math.isnan(std):
-        text += f" ± {std:.{digits}f}"
-    if status == "pruned":
-        text += PRUNED_MARK
-    return text
+#: What a row that is not a finished trial shows, by trial state (a footnote on its cells).
+STATE_NOTES = {
+    "pruned": "pruned by the study's pruner: the last value it reported during training, not a final score",
+    "running": "trial still running: no score yet",
+    "waiting": "trial queued: no score yet",
+    "fail": "every trial of this setting failed: no score",
+}
 
 
-def published_value(published, spec: StudySpec, params: dict[str, Any], dataset: str, metric: str) -> float | None:
-    """The paper's number for a table row: same method, dataset and metric, its setting within the row's."""
+def published_row(published, spec: StudySpec, params: dict[str, Any], dataset: str, metric: str):
+    """The paper's row for a table row (same method, dataset and metric, its setting within the row's), or None."""
     if published is None or published.empty:
         return None
     method, dataset, overrides = spec.resolve({**params, "dataset": dataset} if spec.param("dataset") else params)
@@ -117,10 +114,16 @@ def published_value(published, spec: StudySpec, params: dict[str, Any], dataset:
 
     ours = {k.partition(".")[2] if k.startswith("method.") else k: str(v) for k, v in overrides.items()}
     rows = published[(published.method == method) & (published.dataset == dataset) & (published.metric == metric)]
-    for setting, value in zip(rows.setting, rows.value):
-        if all(ours.get(k) == v for k, v in parse_setting(setting).items()):
-            return float(value)
+    for _, row in rows.iterrows():
+        if all(ours.get(k) == v for k, v in parse_setting(row["setting"]).items()):
+            return row
     return None
+
+
+def published_value(published, spec: StudySpec, params: dict[str, Any], dataset: str, metric: str) -> float | None:
+    """The paper's number for a table row, or None."""
+    row = published_row(published, spec, params, dataset, metric)
+    return None if row is None else float(row["value"])
 
 
 def _load_published(spec: StudySpec):
@@ -136,92 +139,60 @@ def _load_published(spec: StudySpec):
         return None
 
 
-def study_table(study, spec: StudySpec, digits: int = 2):
-    """The ablation table: rows = variants, columns = (dataset,) metric, cells mean ± std over seeds.
+def study_title(spec: StudySpec) -> str:
+    return f"{spec.paper or spec.name} — {spec.study_name}"
 
-    With `published:` in the spec, each metric gets a "(paper)" column with the published number of that row.
+
+def study_table(study, spec: StudySpec, title: str | None = None):
+    """The ablation table as a `bench.tables.Table`: rows = variants (one label column per swept parameter,
+    values to 3 significant digits), columns = (dataset,) metric, cells mean ± std over seeds.
+
+    With `published:` in the spec, each metric gets the paper's number of that row beside it (and the
+    difference) wherever the paper has one. Render it with `bench.tables.render(table, "md" | "latex" | "csv")`.
     """
     import pandas as pd
 
+    from bench.formatting import human
+    from bench.published import in_bench_unit
+    from bench.tables import CELL_COLUMNS, Table, TableOptions, _normalize_direction, _Notes, method_label
+    from bench.tables import published_note
+
     frame = summary_frame(study, spec)
     published = _load_published(spec)
-    row_keys = [p.name for p in spec.search_space if p.name != "dataset"]
-    multi_dataset = frame["dataset"].nunique() > 1 if not frame.empty else False
-    records: dict[tuple, dict[str, Any]] = {}
+    names = [p.name for p in spec.search_space if p.name != "dataset"]
+    notes = _Notes()
+    records, sources = [], {}
     for r in frame.to_dict("records"):
-        key = tuple(r[k] for k in row_keys)
-        rec = records.setdefault(key, {k: r[k] for k in row_keys})
-        col = f"{r['dataset']} {r['metric']}" if multi_dataset else r["metric"]
-        rec[col] = format_cell(r["mean"], r["std"], r["status"], digits)
-        paper = published_value(published, spec, {k: r[k] for k in row_keys}, r["dataset"], r["metric"])
-        rec[f"{col} (paper)"] = "—" if paper is None else f"{paper:.{digits}f}"
-        rec["_best_" + col] = r["mean"] if r["status"] == "complete" else math.nan
-        if r["status"] == "complete":
-            rec["seeds"] = max(rec.get("seeds", 0), int(r["n"]))
-        statuses = rec.setdefault("_status", set())
-        statuses.add(r["status"])
-    table = pd.DataFrame(list(records.values()))
-    if table.empty:
-        return table
-    # Paper columns beside their metric, and only where the paper has numbers for these rows (not on toy).
-    for col in [c for c in table.columns if c.endswith(" (paper)")]:
-        values = table.pop(col)
-        if (values != "—").any():
-            table.insert(table.columns.get_loc(col[: -len(" (paper)")]) + 1, col, values)
-    table["status"] = table.pop("_status").map(lambda s: "/".join(sorted(s)))
-    seeds = table.pop("seeds") if "seeds" in table else 0
-    table.insert(len(table.columns) - 1, "seeds", pd.Series(seeds, index=table.index).fillna(0).astype(int))
-    # Bold the best complete value per metric column.
-    for col in [c for c in table.columns if c.startswith("_best_")]:
-        metric = col[len("_best_"):].split(" ")[-1]
-        values = pd.to_numeric(table[col], errors="coerce")
-        if values.notna().any():
-            maximize = metric in _maximized(spec)
-            best = values.max() if maximize else values.min()
-            mask = values == best
-            table.loc[mask, col[len("_best_"):]] = table.loc[mask, col[len("_best_"):]].map(lambda s: f"**{s}**")
-        table = table.drop(columns=col)
-    return table
-
-
-def _maximized(spec: StudySpec) -> set[str]:
-    out = {m for m, d in zip(spec.objective.metrics, spec.objective.directions) if d == "maximize"}
-    return out | {m.name for m in catalog.CATALOG.values() if m.higher_is_better}
-
-
-def render(table, fmt: str, *, title: str = "") -> str:
-    """Markdown, LaTeX (booktabs) or CSV text of a study table."""
-    if fmt == "csv":
-        return table.replace(r"\*\*", "", regex=True).to_csv(index=False)
-    cols = [str(c) for c in table.columns]
-    rows = [[str(v) for v in row] for row in table.itertuples(index=False)]
-    note = f"{PRUNED_MARK} pruned: last value reported during training. Cells: mean ± std over seeds."
-    if fmt == "md":
-        lines = [f"**{title}**", ""] if title else []
-        lines.append("| " + " | ".join(cols) + " |")
-        lines.append("|" + "|".join("---" for _ in cols) + "|")
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lines += ["", note]
-        return "\n".join(lines) + "\n"
-    if fmt == "latex":
-        def tex(s: str) -> str:
-            s = s.replace("\\", r"\textbackslash{}")
-            for ch in "&%$#_{}":
-                s = s.replace(ch, "\\" + ch)
-            s = s.replace("±", r"$\pm$").replace(PRUNED_MARK, r"$^\dagger$")
-            if s.startswith("**") and s.endswith("**"):
-                s = r"\textbf{" + s[2:-2] + "}"
-            return s
-
-        lines = [r"\begin{table}[t]", r"\centering"]
-        if title:
-            lines.append(r"\caption{" + tex(title) + "}")
-        lines += [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", " & ".join(map(tex, cols)) + r" \\",
-                  r"\midrule"]
-        lines += [" & ".join(tex(v) for v in r) + r" \\" for r in rows]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\\[2pt]{\footnotesize " + tex(note) + "}", r"\end{table}"]
-        return "\n".join(lines) + "\n"
-    raise ValueError(f"unknown table format {fmt!r}")
+        params = {k: r[k] for k in names}
+        method = str(params.get("method", spec.method))
+        row = "; ".join(f"{k}={human(v)}" for k, v in params.items()) or spec.name
+        marks = [notes.mark(STATE_NOTES[r["status"]])] if r["status"] in STATE_NOTES else []
+        paper = published_row(published, spec, params, r["dataset"], r["metric"])
+        value = in_bench_unit(paper) if paper is not None else None
+        if paper is not None and value is not None:
+            sources[(paper["paper"], str(paper["table"]))] = paper["source"]
+        complete = r["status"] == "complete"
+        records.append({
+            "row": row, "method": method, "preset": spec.preset, "setting": row, "kind": "study",
+            "dataset": r["dataset"], "direction": _normalize_direction(r["dataset"], None), "metric": r["metric"],
+            "mean": r["mean"], "std": r["std"], "n": int(r["n"]) if complete else 0,
+            "values": list(r["values"]) if complete else [], "seeds": list(spec.seeds), "epochs": [],
+            "n_pruned": int(r["status"] == "pruned"), "published": math.nan if value is None else float(value),
+            "published_paper": "" if value is None else paper["paper"],
+            "published_table": "" if value is None else str(paper["table"]),
+            "diff": r["mean"] - value if value is not None and not math.isnan(r["mean"]) else math.nan,
+            "marks": marks, "labels": tuple(method_label(str(v)) if k == "method" else human(v)
+                                            for k, v in params.items()) or (spec.name,)})
+    cells = pd.DataFrame(records, columns=CELL_COLUMNS)
+    source_mark = {key: notes.mark(published_note(key[0], key[1], src)) for key, src in sorted(sources.items())}
+    cells["published_mark"] = [source_mark.get((p, t), 0) for p, t in zip(cells["published_paper"],
+                                                                          cells["published_table"])]
+    cells["published_marks"] = [[] for _ in range(len(cells))]
+    metrics = tuple(dict.fromkeys(cells["metric"])) or tuple(spec.objective.metrics)
+    options = TableOptions(metrics=metrics, select=spec.objective.select, published=bool(sources),
+                           study=spec.study_name)
+    return Table(cells=cells, options=options, footnotes=notes.texts, title=title or study_title(spec),
+                 label_names=tuple("Method" if n == "method" else n for n in names) or ("Study",))
 
 
 # ------------------------------------------------------------------------------------------ plots

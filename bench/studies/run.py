@@ -664,15 +664,15 @@ def study_state(study, spec: StudySpec) -> dict[str, Any]:
 
 def finalize(study, spec: StudySpec, opts: RunOptions) -> Path:
     """Write the table and figures to <results_dir>/<study>/ and attach them and the best params to the parent run."""
-    from bench.studies.report import render, save_plots, study_table
+    from bench.studies.report import save_plots, study_table
+    from bench.tables import render
 
     out_dir = Path(opts.results_dir) / spec.study_name
     out_dir.mkdir(parents=True, exist_ok=True)
     table = study_table(study, spec)
-    title = f"{spec.paper or spec.name} — {spec.study_name}"
-    if not table.empty:
+    if len(table.cells):
         for fmt, ext in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
-            (out_dir / f"table.{ext}").write_text(render(table, fmt, title=title))
+            (out_dir / f"table.{ext}").write_text(render(table, fmt))
     plots = save_plots(study, spec, out_dir)
     state = study_state(study, spec)
     (out_dir / "summary.json").write_text(json.dumps(state, indent=2, default=str))
