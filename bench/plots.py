@@ -114,7 +114,12 @@ def curves_frame(runs, client, metric: str):
 
     done = finished_runs(runs)
     done = done[done["study"] == ""]
-    hist = metric_histories(client, done["run_id"], f"eval/{metric}")
+    from bench.tracking import metric_key
+
+    hist = metric_histories(client, done["run_id"], metric_key(metric, "eval"))
+    if metric_key(metric) != metric:  # runs logged before keys carried their unit
+        missing = [r for r in done["run_id"] if r not in hist]
+        hist.update(metric_histories(client, missing, f"eval/{metric}"))
     rows = []
     for _, run in done.iterrows():
         for epoch, value in hist.get(run["run_id"], []):

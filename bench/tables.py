@@ -86,7 +86,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
     """
     import pandas as pd
 
-    from bench.tracking import TAG_PROTOCOL_PREFIX, make_client
+    from bench.tracking import bench_key, make_client, read_protocols
 
     client = client or make_client(tracking_uri)
     experiments = client.search_experiments(max_results=50000)
@@ -106,13 +106,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
         if methods and tags["bench.method"] not in methods:
             continue
         dataset = tags.get("bench.dataset", "")
-        protocols = {}
-        for key, value in tags.items():
-            if key.startswith(TAG_PROTOCOL_PREFIX):
-                try:
-                    protocols[key[len(TAG_PROTOCOL_PREFIX):]] = json.loads(value)
-                except ValueError:
-                    protocols[key[len(TAG_PROTOCOL_PREFIX):]] = {"unparsed": value}
+        protocols = read_protocols(tags)
         try:
             swept = json.loads(tags.get("bench.swept") or "{}")
         except ValueError:
@@ -126,7 +120,8 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             "swept": swept, "setting": format_setting(swept),
             "status": tags.get("bench.status", run.info.status.lower()), "mlflow_status": run.info.status,
             "error": tags.get("bench.error", ""), "start_time": run.info.start_time,
-            "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
+            "run_dir": tags.get("bench.run_dir", ""),
+            "metrics": {bench_key(k): v for k, v in run.data.metrics.items()}, "protocols": protocols,
             "unavailable": {k[len("bench.unavailable."):]: v for k, v in tags.items()
                             if k.startswith("bench.unavailable.")},
         })

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +27,7 @@ from bench.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.images import save_png
 from bench.metrics.catalog import is_better
+from bench.tracking import tracking_metrics
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class Trainer:
         self.eval_every = every
         self.state = LoopState()
         self.schedulers: dict[str, LambdaLR] = {}
+        self.progress = None  # a bench.progress run handle while `run` is going
 
     # ----------------------------------------------------------------- data
     def batch_at(self, epoch: int, pos: int) -> dict[str, Any]:
@@ -156,10 +157,11 @@ class Trainer:
         max_iters = self.iteration_budget
         sums: dict[str, torch.Tensor] = {}
         count = 0
-        t0, it0 = time.perf_counter(), st.iteration
-        task = progress.add_task(f"{cfg.method}/{cfg.dataset}/seed{cfg.seed}",
-                                 total=self.total_iterations,
-                                 completed=(st.epoch - 1) * self.n_batches + st.batch_pos) if progress else None
+        self.progress = progress
+        if progress:
+            progress.start(total=self.total_iterations, completed=min(self.total_iterations, st.iteration),
+                           epochs=self.total_epochs, epoch=st.epoch)
+        means: dict[str, float] = {}
         m.train()
         while st.epoch <= self.total_epochs:
             epoch = st.epoch
@@ -179,14 +181,11 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
                 if st.iteration % cfg.train.log_every == 0 or st.batch_pos == self.n_batches:
-                    means = {f"train/{k}": float(v) / count for k, v in sums.items()}
+                    means = {k: float(v) / count for k, v in sums.items()}
                     sums, count = {}, 0
-                    self.tracker.log_metrics(means, step=st.iteration)
-                    if progress:
-                        rate = (st.iteration - it0) / max(1e-9, time.perf_counter() - t0)
-                        desc = " ".join(f"{k[6:]}={v:.3f}" for k, v in list(means.items())[:4])
-                        progress.update(task, completed=(epoch - 1) * self.n_batches + st.batch_pos,
-                                        description=f"ep {epoch}/{self.total_epochs} {rate:.1f} it/s {desc}")
+                    self.tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=st.iteration)
+                if progress:  # every iteration: the bar's speed and ETA stay current on slow runs
+                    progress.update(completed=st.iteration, epoch=epoch, losses=means)
                 if cfg.train.save_every and st.iteration % cfg.train.save_every == 0 and st.batch_pos < self.n_batches:
                     self.save()
                 if max_iters and st.iteration >= max_iters:
@@ -206,8 +205,6 @@ class Trainer:
             self.save()
         st.finished = True
         self.save()
-        if progress:
-            progress.update(task, completed=self.total_iterations)
         return st
 
     def _lr(self) -> float:
@@ -218,6 +215,11 @@ class Trainer:
         """Quick held-out evaluation + sample grid; updates best.pt; calls on_eval (may raise TrialPruned)."""
         cfg, st, m = self.cfg, self.state, self.method
         metric = cfg.train.select_metric
+        progress = self.progress
+        if progress:
+            n = len(self.evaluator.data.sources) if cfg.train.eval_n <= 0 else cfg.train.eval_n
+            progress.phase(f"evaluating epoch {epoch}: {metric} on {min(n, len(self.evaluator.data.sources))} "
+                           "test images")
         with preserved_rng():
             m.eval()
             try:
@@ -226,11 +228,13 @@ class Trainer:
                 save_png(self.evaluator.sample_grid(m), grid_path)
             finally:
                 m.train()
-        self.tracker.log_artifact(grid_path, "samples")
+        self.tracker.log_image(grid_path, key="samples", step=epoch)  # the run page's slider over epochs
         entry = {"epoch": epoch, "iteration": st.iteration, **scores}
         st.history = [h for h in st.history if h["epoch"] != epoch] + [entry]
+        if progress:
+            progress.phase(None)
         if scores:
-            self.tracker.log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
+            self.tracker.log_metrics(tracking_metrics(scores, "eval"), step=epoch)
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
                 st.best = {"epoch": epoch, "value": value}

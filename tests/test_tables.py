@@ -48,7 +48,7 @@ def make_runs(uri: str, workdir: Path) -> dict:
                 tags = {"bench.method": method, "bench.dataset": dataset, "bench.seed": seed, "bench.preset": "paper",
                         "bench.direction": "default", "bench.protocol.fid": _fingerprint(TEST_COUNT[dataset])}
                 t = Tracker.start(tracking_uri=uri, experiment=dataset, run_name=f"{method}/seed{seed}", tags=tags,
-                                  params={"method.num_patches": 256, "train.n_epochs": 4})
+                                  params={"method.num_patches": 256, "train.n_epochs": 4}, kind="benchmark")
                 for epoch in range(1, 5):
                     t.log_metrics({"eval/fid": base + offset + 40.0 / epoch + rng.random()}, step=epoch)
                 best = base + offset + seed
@@ -62,13 +62,13 @@ def make_runs(uri: str, workdir: Path) -> dict:
                     t.log_artifacts(workdir / method / "outputs", "test/outputs")
                 t.finish()
                 ids[(method, dataset, seed)] = t.run_id
-    failed = Tracker.start(tracking_uri=uri, experiment="horse2zebra", run_name="cut/seed3",
+    failed = Tracker.start(tracking_uri=uri, experiment="horse2zebra", run_name="cut/seed3", kind="benchmark",
                            tags={"bench.method": "cut", "bench.dataset": "horse2zebra", "bench.seed": 3,
                                  "bench.preset": "paper"})
     failed.log_metrics({"best/fid": 1.0}, step=1)  # a crashed run's partial number must never enter a table
     failed.finish("FAILED", error="RuntimeError: boom")
     for seed in (0, 1):
-        t = Tracker.start(tracking_uri=uri, experiment="toy", run_name=f"cut/seed{seed}",
+        t = Tracker.start(tracking_uri=uri, experiment="toy", run_name=f"cut/seed{seed}", kind="benchmark",
                           tags={"bench.method": "cut", "bench.dataset": "toy", "bench.seed": seed,
                                 "bench.preset": "smoke", "bench.protocol.fid": _fingerprint(8, size=32),
                                 "bench.unavailable.miou": "segmentation weights absent"})
@@ -78,7 +78,7 @@ def make_runs(uri: str, workdir: Path) -> dict:
                            tags={"bench.study": "qs_queries", "bench.kind": "study"})
     for n, fid in ((64, 47.0), (128, 40.0), (256, 41.0)):
         for seed in (0, 1):
-            t = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id,
+            t = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id, kind="trial",
                               run_name=f"qsattn_global/seed{seed}/q{n}",
                               tags={"bench.method": "qsattn_global", "bench.dataset": "horse2zebra",
                                     "bench.seed": seed, "bench.preset": "paper", "bench.study": "qs_queries",
@@ -86,7 +86,7 @@ def make_runs(uri: str, workdir: Path) -> dict:
                                     "bench.protocol.fid": _fingerprint(120)})
             t.log_metrics({"best/fid": fid + seed, "best/swd": 30.0, "best/epoch": 4}, step=4)
             t.finish()
-    pruned = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id,
+    pruned = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id, kind="trial",
                            run_name="qsattn_global/seed0/q512",
                            tags={"bench.method": "qsattn_global", "bench.dataset": "horse2zebra", "bench.seed": 0,
                                  "bench.preset": "paper", "bench.study": "qs_queries", "bench.trial": 512,

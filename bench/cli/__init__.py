@@ -24,11 +24,24 @@ SUBCOMMAND_MODULES = ("bench.cli.run", "bench.cli.eval", "bench.cli.table", "ben
 NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", "git", "filelock", "httpx")
 
 
-def setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+#: Log lines when stdout is not a terminal (a log file, a Slurm log): one line each, never wrapped.
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)], force=True)
+
+def setup_logging(verbose: bool) -> None:
+    """Rich log lines on a terminal; plain `logging` lines (no wrapping, no padding) when stdout is a file."""
+    from bench.progress import is_tty
+
+    level = logging.DEBUG if verbose else logging.INFO
+    if is_tty(sys.stdout):
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+        logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

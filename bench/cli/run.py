@@ -29,7 +29,10 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue runs from their last checkpoint")
     p.add_argument("--inception-weights", default=None, help="FID Inception weights file (or $BENCH_INCEPTION_WEIGHTS)")
     p.add_argument("--seg-weights", default=None, help="DRN-D-22 Cityscapes weights for segmentation scores")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    p.add_argument("--progress-interval", type=float, default=None, metavar="SECONDS",
+                   help="when stdout is not a terminal: a progress line every SECONDS (default 30, "
+                        "or $BENCH_PROGRESS_INTERVAL)")
     p.set_defaults(func=cmd_run)
 
 
@@ -65,11 +68,12 @@ def cmd_run(args) -> int:
     for name, reason in skipped:
         log.info("skipping %s: %s", name, reason)
     results = []
-    progress = _progress(plan[0].train.progress if plan else False)
-    with progress or _null():
+    reporter = _reporter(plan[0].train.progress if plan else False, len(plan), args.progress_interval)
+    with reporter or _null():
         for cfg in plan:
+            handle = reporter.run(f"{cfg.method}/seed{cfg.seed}") if reporter else None
             try:
-                results.append(run_one(cfg, resume=args.resume, progress=progress))
+                results.append(run_one(cfg, resume=args.resume, progress=handle))
             except KeyboardInterrupt:
                 raise
             except BenchError as exc:
@@ -124,13 +128,15 @@ def _failed(cfg, exc):
     return RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", cfg.run_dir, error=f"{type(exc).__name__}: {exc}")
 
 
-def _progress(enabled: bool):
+def _reporter(enabled: bool, total_runs: int, interval: float | None):
+    """A rich bar per run on a terminal, plain progress lines every `interval` s otherwise (bench.progress)."""
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from bench.progress import Reporter
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), transient=False)
+    if interval is not None and interval <= 0:
+        raise UsageError(f"--progress-interval {interval:g}: use a positive number of seconds")
+    return Reporter(total_runs=total_runs, interval=interval)
 
 
 class _null:
