@@ -30,9 +30,13 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def setup_logging(verbose: bool) -> None:
     """Rich log lines on a terminal; plain `logging` lines (no wrapping, no padding) when stdout is a file."""
+    import os
+
     from bench.progress import is_tty
 
     level = logging.DEBUG if verbose else logging.INFO
+    # MLflow configures its own handler when first imported (after this); its INFO lines drown bench's.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
     if is_tty(sys.stdout):
         from rich.logging import RichHandler
 

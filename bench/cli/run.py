@@ -158,7 +158,9 @@ def _print_summary(results, skipped) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="bench run summary")
+    from bench.progress import is_tty
+
+    table = Table()
     table.add_column("method", no_wrap=True)
     for col in ("seed", "status", "FID last", "FID best (epoch)", "KID×100 last", "time"):
         table.add_column(col)
@@ -178,7 +180,9 @@ def _print_summary(results, skipped) -> None:
     for name, reason in skipped:
         table.add_row(name, "—", "skipped", "", "", "", "")
         notes.setdefault(f"skipped: {reason.replace(name, 'the method')}", []).append(name)
-    console = Console(stderr=False)
+    # In a log file: the table's natural width (rich would squeeze it into 80 columns), no padded title line.
+    console = Console(stderr=False, width=None if is_tty() else 240)
+    console.print("bench run summary", markup=False, highlight=False)
     console.print(table)
     for note, who in notes.items():
         console.print(f"{note} ({', '.join(who)})", markup=False, highlight=False, soft_wrap=True)
