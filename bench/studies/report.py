@@ -204,8 +204,12 @@ def _numeric(values) -> bool:
 
 
 def plot_metric_vs_param(study, spec: StudySpec, metric: str | None = None):
-    """Mean ± std (over seeds) of `metric` against the swept parameter, one line per group."""
+    """Mean ± std (over seeds) of `metric` against the swept parameter, one line per group (grid studies)."""
     import matplotlib.pyplot as plt
+
+    from bench.formatting import human
+    from bench.plots import value_axis
+    from bench.tables import method_label
 
     metric = metric or spec.objective.metric
     frame = summary_frame(study, spec)
@@ -223,9 +227,13 @@ def plot_metric_vs_param(study, spec: StudySpec, metric: str | None = None):
     categories = list(dict.fromkeys(frame[x])) if not numeric_x else []
     grouped = frame.groupby(group_keys, sort=False, dropna=False) if group_keys else [((), frame)]
     pruned_label = "pruned (last reported value)"
+
+    def shown(key: str, value) -> str:
+        return method_label(str(value)) if key == "method" else f"{key}={human(value)}"
+
     for key, part in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{k}={v}" for k, v in zip(group_keys, key)) or metric
+        label = ", ".join(shown(k, v) for k, v in zip(group_keys, key)) or catalog.get(metric).label
         part = part.sort_values(x) if numeric_x else part
         xs = part[x].tolist() if numeric_x else [categories.index(v) for v in part[x]]
         pruned = (part["status"] == "pruned").tolist()
@@ -239,22 +247,59 @@ def plot_metric_vs_param(study, spec: StudySpec, metric: str | None = None):
                        zorder=3, label=pruned_label)
             pruned_label = None
     if numeric_x:
-        values = sorted(frame[x].unique())
-        if len(values) > 2 and values[0] > 0 and values[-1] / values[0] >= 8:
-            ax.set_xscale("log", base=2)
-        ax.set_xticks(values)
-        ax.set_xticklabels([str(v) for v in values])
+        param = spec.param(x)
+        value_axis(ax, frame[x].unique(), log=True if param is not None and getattr(param, "log", False) else None)
     else:
         ax.set_xticks(range(len(categories)))
-        ax.set_xticklabels([str(c) for c in categories])
+        ax.set_xticklabels([method_label(str(c)) if x == "method" else human(c) for c in categories])
+    m = catalog.get(metric)
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{metric} ({spec.objective.select}, mean ± std over {len(spec.seeds)} seed(s))")
+    ax.set_ylabel(f"{m.label}{m.arrow} ({spec.objective.select}, mean ± std over {len(spec.seeds)} "
+                  f"seed{'s' if len(spec.seeds) > 1 else ''})")
     ax.set_title(spec.paper or spec.study_name, fontsize=9)
     if len(ax.get_legend_handles_labels()[0]) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_slices(study, spec: StudySpec):
+    """A sweep's objective against each numeric parameter (Optuna's plot_slice: one panel per parameter, log
+    axes for log-sampled ones, points coloured by trial number), labelled for people."""
+    import optuna
+    from matplotlib.ticker import FuncFormatter
+    from optuna.exceptions import ExperimentalWarning
+
+    from bench.formatting import human
+
+    target = (lambda t: t.values[0]) if spec.multi_objective else None  # noqa: E731 - one scalar target
+    names = [p.name for p in spec.search_space if p.name != "dataset"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        axes = optuna.visualization.matplotlib.plot_slice(study, params=names or None, target=target,
+                                                          target_name=objective_label(spec))
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    flat = list(getattr(axes, "flat", [axes]))
+    for ax in flat:
+        if ax.get_xscale() == "log":  # decades only, labelled 1e-4 / 0.1 / 10: no crowded minor labels
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0), numticks=8))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human(float(v))))
+    fig = flat[0].figure
+    fig.set_size_inches(max(4.5, 3.0 * len(flat) + 1.0), 3.4)  # room for Optuna's trial colour bar
+    if fig._suptitle is not None:
+        fig._suptitle.set_text(f"{spec.paper or spec.study_name}: {objective_label(spec)} per parameter")
+        fig._suptitle.set_fontsize(9)
+    return fig
+
+
+def objective_label(spec: StudySpec) -> str:
+    """'FID↓ (last, mean of 3 seeds)'."""
+    m = catalog.get(spec.objective.metric)
+    n = len(spec.seeds)
+    return f"{m.label}{m.arrow} ({spec.objective.select}, mean of {n} seed{'s' if n > 1 else ''})"
 
 
 def save_plots(study, spec: StudySpec, out_dir: Path) -> dict[str, Path | str]:
@@ -266,14 +311,23 @@ def save_plots(study, spec: StudySpec, out_dir: Path) -> dict[str, Path | str]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     done: dict[str, Path | str] = {}
-    fig = plot_metric_vs_param(study, spec)
-    done["metric_vs_param"] = _save(fig, out_dir / f"{spec.objective.metric}_vs_param.png")
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    path = out_dir / f"{spec.objective.metric}_vs_param.png"
+    if spec.is_grid or not complete:
+        done["metric_vs_param"] = _save(plot_metric_vs_param(study, spec), path)
+    else:  # a sampled sweep: one slice per parameter, log axes where the parameter is log-sampled
+        try:
+            done["metric_vs_param"] = _save(plot_slices(study, spec), path)
+        except (ValueError, RuntimeError) as exc:
+            log.info("slice plot skipped: %s", exc)
+            done["metric_vs_param"] = _save(plot_metric_vs_param(study, spec), path)
+        finally:
+            plt.close("all")
     vis = optuna.visualization.matplotlib
     target = None
-    target_name = spec.objective.metric
+    target_name = objective_label(spec)
     if spec.multi_objective:
         target = lambda t: t.values[0]  # noqa: E731 - Optuna's plots take one scalar target
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     jobs = {
         "history": lambda: vis.plot_optimization_history(study, target=target, target_name=target_name),
         # Seeded (and lighter than the default 64 trees) so the figure is the same every time it is drawn.
@@ -308,6 +362,6 @@ def save_plots(study, spec: StudySpec, out_dir: Path) -> dict[str, Path | str]:
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # axis labels never cut at the edge
     plt.close(fig)
     return path
