@@ -136,6 +136,8 @@ def test_yaml_errors_and_lookup(tmp_path):
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_spec(bad)
     assert find_spec("qsattn_queries").name == "qsattn_queries.yaml"
+    # The README's `bench study run studies/cut_lr_tpe.yaml` also works outside the repository (cwd = tmp).
+    assert find_spec("studies/cut_lr_tpe.yaml") == REPO / "studies" / "cut_lr_tpe.yaml"
     with pytest.raises(ConfigError, match="did you mean 'qsattn_queries'"):
         find_spec("qsattn_querys")
 
