@@ -5,7 +5,10 @@ Three stages, each a plain function on DataFrames so they can be tested and reus
    `results/published/*.csv` (validated).
 2. `summarize` turns runs into long-form cells: one row per (table row, dataset, direction, metric) with the mean,
    std and count over seeds, the published value beside it, and the protocol differences from the paper's.
-3. `render` lays the cells out like the papers: methods as rows, datasets x metrics as columns, best in bold.
+3. `layout` + `render` lay the cells out like the papers: methods (or a study's parameters) as rows, datasets x
+   metrics as columns, bold where a value is tied with its column's best (Welch t-test over seeds), rendered as
+   Markdown, CSV, or LaTeX through pandas' Styler (booktabs + siunitx). Study tables (`bench.studies.report`)
+   are `Table`s too and go through the same renderer.
 """
 
 from __future__ import annotations

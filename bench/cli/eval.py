@@ -248,7 +248,7 @@ def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str
 
     from mlflow.entities import Metric
 
-    from bench.tracking import make_client
+    from bench.tracking import make_client, metric_key
 
     run_id = id_file.read_text().strip()
     client = make_client(tracking_uri)
@@ -257,9 +257,10 @@ def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str
     for name, r in doc["metrics"].items():
         if r["value"] is None:
             continue
-        metrics.append(Metric(f"rescored/{tag}/{name}", r["value"], now, 0))
+        key = metric_key(name, f"rescored/{tag}")  # the unit in the key, like the run's own scores
+        metrics.append(Metric(key, r["value"], now, 0))
         if r["std"] is not None:
-            metrics.append(Metric(f"rescored/{tag}/{name}_std", r["std"], now, 0))
+            metrics.append(Metric(f"{key}_std", r["std"], now, 0))
     try:
         client.log_batch(run_id, metrics=metrics)
         client.log_dict(run_id, doc, f"metrics_rescored_{tag}.json")
