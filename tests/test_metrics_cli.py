@@ -24,7 +24,7 @@ def test_register_adds_the_eval_subcommand():
     sub = parser.add_subparsers(dest="command")
     cli_eval.register(sub)
     args = parser.parse_args(["eval", "--real", "a", "--fake", "b", "--metrics", "fid,kid", "--protocol", "clean"])
-    assert args.func is cli_eval.cmd_eval and args.metrics == "fid,kid" and args.protocol == "clean"
+    assert args.func is cli_eval.cmd_eval and args.metrics == ["fid", "kid"] and args.protocol == "clean"
 
 
 def test_two_folders_print_a_table_and_write_json(tmp_path, capsys):
