@@ -668,7 +668,7 @@ def _md_entry(entry: Entry, col: Column) -> str:
         return ""
     sup = f"<sup>{','.join(map(str, entry.marks))}</sup>" if entry.marks else ""
     if entry.missing:
-        return ("—" if col.kind != "delta" else "—") + sup
+        return "—" + sup
     if col.kind == "delta":
         return f"{entry.value:+.{catalog.get(col.metric).decimals}f}"
     text = _fmt(entry.value, col.metric)

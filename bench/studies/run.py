@@ -188,11 +188,15 @@ def objective_names(spec: StudySpec) -> list[str]:
 
 
 def _setup(study, spec: StudySpec, opts: RunOptions) -> None:
+    import optuna
+
     validate_points(spec, opts)
     study.set_user_attr(SPEC_ATTR, spec_digest(spec))
     study.set_user_attr("bench:spec_path", spec.path)
     study.set_user_attr("bench:paper", spec.paper)
-    study.set_metric_names(objective_names(spec))
+    with warnings.catch_warnings():  # experimental in Optuna 4 (stable since 3.2 in practice)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(objective_names(spec))
     points = spec.grid_points() if spec.is_grid else [dict(p) for p in spec.enqueue]
     for params in points:
         study.enqueue_trial(params, skip_if_exists=True)
