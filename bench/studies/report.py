@@ -112,7 +112,7 @@ def published_row(published, spec: StudySpec, params: dict[str, Any], dataset: s
     method, dataset, overrides = spec.resolve({**params, "dataset": dataset} if spec.param("dataset") else params)
     from bench.published import parse_setting
 
-    ours = {k.partition(".")[2] if k.startswith("method.") else k: str(v) for k, v in overrides.items()}
+    ours = parse_setting(overrides)
     rows = published[(published.method == method) & (published.dataset == dataset) & (published.metric == metric)]
     for _, row in rows.iterrows():
         if all(ours.get(k) == v for k, v in parse_setting(row["setting"]).items()):
@@ -154,7 +154,8 @@ def study_table(study, spec: StudySpec, title: str | None = None):
 
     from bench.formatting import human
     from bench.published import in_bench_unit
-    from bench.tables import CELL_COLUMNS, Table, TableOptions, _normalize_direction, _Notes, method_label
+    from bench.published import method_label
+    from bench.tables import CELL_COLUMNS, Table, TableOptions, _normalize_direction, _Notes
     from bench.tables import published_note
 
     frame = summary_frame(study, spec)
@@ -209,7 +210,7 @@ def plot_metric_vs_param(study, spec: StudySpec, metric: str | None = None):
 
     from bench.formatting import human
     from bench.plots import value_axis
-    from bench.tables import method_label
+    from bench.published import method_label
 
     metric = metric or spec.objective.metric
     frame = summary_frame(study, spec)
