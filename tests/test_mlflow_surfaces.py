@@ -44,29 +44,29 @@ def _tags(run: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def logged(mlflow_server, tmp_path_factory):  # noqa: F811 - the imported fixture
     """One toy CUT run and one 2-trial study, tracked on the server."""
-    import os
+    from conftest import STUDY_OBJECTIVES
 
     from bench.runner import build_run_config, run_one
+    from bench.studies.objectives import PLUGINS_ENV
     from bench.studies.run import RunOptions, finalize, open_handle, open_study, work
     from bench.studies.spec import load_spec
     from test_studies_run import write_spec
 
     root = tmp_path_factory.mktemp("surfaces")
-    os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse env fixtures do not apply yet
+        mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+        mp.setenv(PLUGINS_ENV, str(STUDY_OBJECTIVES))
         cfg = build_run_config("cut", "toy", 0, "smoke", {**FAST, "lambda_NCE": "2"}, out=str(root / "runs"),
                                tracking_uri=mlflow_server, device="cpu")
         result = run_one(cfg)
-    finally:
-        os.environ.pop("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", None)
-    spec = load_spec(write_spec(root / "quad.yaml", seeds=[0],
-                                search_space={"x": {"type": "categorical", "choices": [0, 1]}}))
-    spec = spec.with_options(storage=str(root / "quad.journal"))
-    opts = RunOptions(tracking_uri=mlflow_server, results_dir=str(root / "results"))
-    handle = open_handle(spec)
-    study = open_study(spec, handle, opts, coordinator=True)
-    work(spec, opts, handle, study)
-    finalize(study, spec, opts)
+        spec = load_spec(write_spec(root / "quad.yaml", seeds=[0],
+                                    search_space={"x": {"type": "categorical", "choices": [0, 1]}}))
+        spec = spec.with_options(storage=str(root / "quad.journal"))
+        opts = RunOptions(tracking_uri=mlflow_server, results_dir=str(root / "results"))
+        handle = open_handle(spec)
+        study = open_study(spec, handle, opts, coordinator=True)
+        work(spec, opts, handle, study)
+        finalize(study, spec, opts)
     return mlflow_server, result, study
 
 
