@@ -80,7 +80,7 @@ def test_grid_study_runs_every_point_once_and_logs_nested_mlflow_runs(tmp_path, 
     out = finalize(study, spec, opts)
     table = (out / "table.md").read_text()
     # The `bench table` renderer: label columns per parameter, catalogue precision, significance bold.
-    assert "| x | mode | toy circles→squares FID↓ | toy circles→squares KID×100↓ |" in table
+    assert "| x | mode | toy FID↓ | toy KID×100↓ |" in table
     assert "| 1 | A | **0.0 ± 0.0** (n=2) | **0.00 ± 0.00** (n=2) |" in table and table.count("**") == 2 + 4  # title, two bold cells
     assert (out / "fid_vs_param.png").stat().st_size > 1000 and (out / "history.png").is_file()
     assert (out / "table.tex").read_text().count(r"\pm") == 16 + 1  # the cells and the caption

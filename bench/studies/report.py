@@ -155,7 +155,7 @@ def study_table(study, spec: StudySpec, title: str | None = None):
     from bench.formatting import human
     from bench.published import in_bench_unit
     from bench.published import method_label
-    from bench.tables import CELL_COLUMNS, Table, TableOptions, _normalize_direction, _Notes
+    from bench.tables import CELL_COLUMNS, Table, TableOptions, _Notes
     from bench.tables import published_note
 
     frame = summary_frame(study, spec)
@@ -175,7 +175,8 @@ def study_table(study, spec: StudySpec, title: str | None = None):
         complete = r["status"] == "complete"
         records.append({
             "row": row, "method": method, "preset": spec.preset, "setting": row, "kind": "study",
-            "dataset": r["dataset"], "direction": _normalize_direction(r["dataset"], None), "metric": r["metric"],
+            # The spec's direction, unnamed: resolving its name would import the dataset registry (and torch).
+            "dataset": r["dataset"], "direction": "default", "metric": r["metric"],
             "mean": r["mean"], "std": r["std"], "n": int(r["n"]) if complete else 0,
             "values": list(r["values"]) if complete else [], "seeds": list(spec.seeds), "epochs": [],
             "n_pruned": int(r["status"] == "pruned"), "published": math.nan if value is None else float(value),
