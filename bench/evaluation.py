@@ -17,6 +17,7 @@ import torch
 
 from bench.config import RunConfig
 from bench.images import grid, save_png, to_uint8
+from bench.official import EPOCH_RULES, TEST_SETS, official_loop
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,16 @@ class Evaluator:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + stream)
         return method.sample_z(n, generator=gen)
 
-    def translate_batches(self, method, indices: list[int], batch_size: int = 8):
-        """Yield (uint8 fakes, source paths) for the given source indices, in batches (eval mode)."""
+    def translate_batches(self, method, indices: list[int], batch_size: int = 8, stream_base: int = 0):
+        """Yield (uint8 fakes, source paths) for the given source indices, in batches (eval mode).
+
+        Latent codes (multimodal methods) come from streams `stream_base + batch start`: the position in the
+        test loop, so a second translation of the same input (the official loop's wrap-around) gets new codes.
+        """
         for start in range(0, len(indices), batch_size):
             idx = indices[start:start + batch_size]
             x, paths = _stack(self.data.sources, idx)
-            z = self._fixed_z(method, len(idx), stream=start)
+            z = self._fixed_z(method, len(idx), stream=stream_base + start)
             if z is not None:
                 z = z.to(self.device)
             yield to_uint8(self._translate(method, x, z)), paths
@@ -174,6 +179,7 @@ class Evaluator:
         for fakes, paths in self.translate_batches(method, list(range(n))):
             for img, p in zip(fakes, paths):
                 save_png(img, fake_dir / f"{Path(p).stem}.png")
+        test_set = self._write_wraparound(method, fake_dir.parent / "fake_wrap", n, n_src)
         for i in range(min(N_QUALITATIVE, n)):
             item = self.data.sources[i]
             stem = Path(item["path"]).stem
@@ -184,9 +190,14 @@ class Evaluator:
         names = wanted_metrics(cfg, method, self.data)
         results: dict[str, Any] = {}
         dist = [m for m in names if m in UNPAIRED_METRICS]
+        # Every number records which checkpoint and which images it scored (bench.official).
+        kwargs = self._metrics_kwargs()
+        kwargs["context"] = {**kwargs["context"], "epoch_rule": tag if tag in EPOCH_RULES else "n/a",
+                             "epoch_rule_meaning": EPOCH_RULES.get(tag, tag), "test_set": "per_input",
+                             "reference_set": "test", "n_inputs": n, "official_loop_length": test_set["n_loop"]}
         if dist:
             results.update(self._guarded(lambda: evaluate(self.reference_dir, fake_dir, metrics=tuple(dist),
-                                                          **self._metrics_kwargs()), dist))
+                                                          **kwargs), dist))
         pair = [m for m in names if m in PAIRED_METRICS]
         if pair and self.data.aligned:
             # Ground truth of exactly the translated inputs (eval.n_test may translate a subset).
@@ -200,7 +211,30 @@ class Evaluator:
             results["lpips_diversity"] = self._lpips(method)
         if "recon_l1" in names:
             results["recon_l1"] = self._recon(method)
-        return {"metrics": {k: v.to_dict() for k, v in results.items()}, "n_test": n, "fake_dir": str(fake_dir)}
+        return {"metrics": {k: v.to_dict() for k, v in results.items()}, "n_test": n, "fake_dir": str(fake_dir),
+                "test_set": test_set}
+
+    def _write_wraparound(self, method, wrap_dir: Path, n: int, n_src: int) -> dict[str, Any]:
+        """The official test loop's repeats (positions |A|..max(|A|,|B|)-1) as PNGs beside the per-input fakes.
+
+        Nothing is scored here: the headline numbers use one fake per input (what the official fake folder
+        holds). The repeats let `bench reproduce` re-score under the wrap-around count without the weights.
+        """
+        n_b = len(self.data.targets)
+        loop = official_loop(n_src, n_b)
+        info = {"rule": "per_input", "meaning": TEST_SETS["per_input"], "n_inputs": n, "n_targets": n_b,
+                "n_loop": len(loop), "wrap_dir": None, "wrap_files": []}
+        if n < n_src or len(loop) <= n_src:  # a subset was translated, or nothing wraps around
+            return info
+        repeats = loop[n_src:]
+        files = []
+        for fakes, paths in self.translate_batches(method, repeats, stream_base=n_src):
+            for img, p in zip(fakes, paths):
+                name = f"{Path(p).stem}__loop{n_src + len(files)}.png"  # its position in the official loop
+                save_png(img, wrap_dir / name)
+                files.append(name)
+        info.update(wrap_dir=str(wrap_dir), wrap_files=files)
+        return info
 
     def _segmentation(self, fake_dir: Path):
         from bench.metrics import segmentation_scores

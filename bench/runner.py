@@ -247,7 +247,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         else:
             best = last
         metrics_doc["best"] = {"epoch": best_epoch, "selected_by": cfg.train.select_metric,
-                               "note": "selected on the held-out test subset (as the papers did)", **best}
+                               "note": "selected on the test set (the official test scripts evaluate the last epoch)", **best}
         tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=best_epoch)
         if method.two_way:
             # Two-way methods are also scored B->A, with the weights now loaded (best if it was rescored).

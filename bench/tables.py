@@ -21,6 +21,7 @@ from bench.metrics import catalog
 from bench.published import format_setting, in_bench_unit, parse_setting
 from bench.published import load as load_published
 from bench.published import pick as pick_published
+from bench.official import OFFICIAL, TEST_SETS, epoch_label
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ log = logging.getLogger(__name__)
 METRIC_LABELS = {name: m.label for name, m in catalog.CATALOG.items()}
 
 #: How the papers scored (the protocol bench's fingerprints are compared with): pytorch-fid's Inception with
-#: its own bilinear resize, on 256x256 outputs of the whole test split, the best test-set epoch.
-PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": "best", "preset": "paper"}
+#: its own bilinear resize, on 256x256 outputs of the whole test split, one fake per input, the last epoch
+#: (the official test scripts' protocol, bench.official).
+PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": OFFICIAL.epoch,
+                  "test_set": OFFICIAL.test_set, "preset": "paper"}
 
 METHOD_LABELS = {"cyclegan": "CycleGAN", "cut": "CUT", "fastcut": "FastCUT", "dclgan": "DCLGAN", "simdcl": "SimDCL",
                  "qsattn_global": "QS-Attn (Global)", "qsattn_local": "QS-Attn (Local)",
@@ -150,7 +153,8 @@ class TableOptions:
     """What to tabulate: metrics, selection of the checkpoint, filters, published numbers, study."""
 
     metrics: tuple[str, ...] = ("fid",)
-    select: str = "best"
+    #: last = the official test scripts' checkpoint; best = selected on the test set (optimistic).
+    select: str = OFFICIAL.epoch
     datasets: tuple[str, ...] | None = None
     methods: tuple[str, ...] | None = None
     published: bool = False
@@ -209,8 +213,11 @@ def protocol_differences(fingerprint: Mapping[str, Any], metric: str, dataset: s
     resize = fingerprint.get("protocol", fingerprint.get("resize_protocol"))
     if metric in ("fid", "kid") and resize is not None and resize != PAPER_PROTOCOL["resize_protocol"]:
         notes.append(f"resize protocol {resize} (paper: pytorch-fid {PAPER_PROTOCOL['resize_protocol']})")
+    rule = fingerprint.get("test_set")
+    if rule is not None and rule != PAPER_PROTOCOL["test_set"]:
+        notes.append(f"test set {rule}: {TEST_SETS.get(rule, rule)} (official: {PAPER_PROTOCOL['test_set']})")
     if select != PAPER_PROTOCOL["select"]:
-        notes.append("last epoch (the papers report the best test-set epoch)")
+        notes.append(f"{epoch_label(select)} (the official test scripts evaluate the last epoch)")
     return notes
 
 
@@ -322,7 +329,7 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
                                            "published_paper", "published_table", "diff", "marks"])
     if options.published and published is not None and len(published):
         cells = _attach_published(cells, published, options, notes, row_label)
-    title = (f"Study {options.study}" if options.study else "Methods") + f" ({options.select} checkpoint, " + \
+    title = (f"Study {options.study}" if options.study else "Methods") + f" ({epoch_label(options.select)}, " + \
         ", ".join(METRIC_LABELS.get(m, m) for m in options.metrics) + ")"
     return Table(cells=cells, options=options, footnotes=notes.texts, title=title)
 

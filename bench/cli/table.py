@@ -19,9 +19,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", default=None, metavar="NAME",
                    help="datasets (MLflow experiments) to include (default: all)")
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="methods to include (default: all)")
-    p.add_argument("--select", choices=("best", "last"), default="best",
-                   help="checkpoint whose test scores are shown: best (selected on the eval metric, as the papers) "
-                        "or last (default: best)")
+    p.add_argument("--select", choices=("best", "last"), default="last",
+                   help="checkpoint whose test scores are shown: last (default; the epoch the official test scripts "
+                        "evaluate) or best (the epoch with the best in-training score, selected on the test set)")
     p.add_argument("--study", default=None, metavar="NAME",
                    help="ablation view: runs tagged bench.study=NAME grouped by their swept parameters")
     p.add_argument("--published", action="store_true",
