@@ -118,7 +118,8 @@ def format_setting(setting: Mapping[str, Any]) -> str:
 
 #: The paper whose number is shown first for a method (its own paper), before any other paper's copy.
 HOME_PAPER = {"qsattn_global": "qsattn2022", "qsattn_local": "qsattn2022", "qsattn_local_global": "qsattn2022",
-              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017"}
+              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017", "cut": "cut2020",
+              "fastcut": "cut2020", "nicegan_light": "nicegan2020"}
 #: Unit conversions into bench's unit: (published unit, bench unit) -> factor.
 CONVERSIONS = {("fraction", "%"): 100.0}
 
