@@ -12,6 +12,7 @@ import pytest
 from bench.errors import UsageError
 from bench.reproduce import Cell, CellResult, SeedScore, TableRef, parse_ref, plan
 from bench.verdicts import t_interval, verdict
+from run_fakes import fake_finished_run
 
 PUBLISHED_HEADER = "paper,table,method,variant,setting,dataset,direction,metric,unit,value,protocol_note,source\n"
 
@@ -172,45 +173,13 @@ def test_dry_run_prints_the_plan_only(toy_table, capsys):
     assert not Path("runs").exists()
 
 
-def _fake_finished_run(run_dir: Path, seed: int, n_a: int = 4, n_b: int = 6, best_differs: bool = True) -> None:
-    """What `bench run` leaves behind (metrics.json + the scored PNGs), without training: for fast tests."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-
-    def png(path: Path, base: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arr = np.clip(base + rng.integers(-40, 40, size=(32, 32, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(path)
-
-    for i in range(n_b):
-        png(run_dir / "eval" / "reference" / f"b{i}.png", 150)
-    for i in range(n_a):
-        png(run_dir / "eval" / "last" / "fake" / f"a{i}.png", 120 + 10 * seed)
-        if best_differs:
-            png(run_dir / "eval" / "best" / "fake" / f"a{i}.png", 140)
-    wrap = [f"a{i}__loop{n_a + i}.png" for i in range(n_b - n_a)]
-    for name in wrap:
-        png(run_dir / "eval" / "last" / "fake_wrap" / name, 120)
-    from bench.metrics import evaluate
-
-    value = evaluate(run_dir / "eval" / "reference", run_dir / "eval" / "last" / "fake", metrics=("swd",),
-                     seed=seed)["swd"]
-    test_set = {"rule": "per_input", "n_inputs": n_a, "n_targets": n_b, "n_loop": n_b,
-                "wrap_dir": str(run_dir / "eval" / "last" / "fake_wrap"), "wrap_files": wrap}
-    doc = {"last": {"epoch": 4, "metrics": {"swd": value.to_dict()}, "test_set": test_set},
-           "best": {"epoch": 3 if best_differs else 4, "metrics": {"swd": value.to_dict()}, "test_set": test_set}}
-    (run_dir / "metrics.json").write_text(json.dumps(doc))
-    (run_dir / "config.json").write_text("{}")
-
-
 def test_spread_rescores_saved_images_once_and_finished_runs_are_kept(toy_table, tmp_path):
     from bench import reproduce
 
     ref = parse_ref("toytest:1")
     p = plan(ref, seeds=(0, 1), preset="smoke", methods=["cut"], out=str(tmp_path / "runs"))
     for r in p.runs:
-        _fake_finished_run(r.run_dir, r.cfg.seed)
+        fake_finished_run(r.cfg)
     p = plan(ref, seeds=(0, 1), preset="smoke", methods=["cut"], out=str(tmp_path / "runs"))
     assert {r.status for r in p.runs} == {"finished"}
 

@@ -18,7 +18,8 @@ from bench.errors import BenchError
 
 #: Modules that add subcommands, in the order `bench --help` lists them.
 SUBCOMMAND_MODULES = ("bench.cli.run", "bench.cli.eval", "bench.cli.table", "bench.cli.study", "bench.cli.data",
-                      "bench.cli.methods", "bench.cli.doctor", "bench.cli.reproduce")
+                      "bench.cli.methods", "bench.cli.doctor", "bench.cli.reproduce",
+                      "bench.cli.report")
 
 #: Libraries whose INFO logging drowns bench's own.
 NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", "git", "filelock", "httpx")
