@@ -240,6 +240,12 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         last = evaluator.full(method, "last")
         metrics_doc["last"] = {"epoch": last_epoch, **last}
         tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=last_epoch)
+        if method.two_way:
+            # Two-way methods are also scored B->A, with the last weights (the official protocol), before the
+            # best weights are loaded.
+            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, "last")
+            metrics_doc["reverse"] = {"direction": "BtoA", "weights": "last", "epoch": last_epoch, **rev_scores}
+            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=last_epoch)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
         if cfg.eval.score_best and best_epoch != last_epoch:
             load_best_into(method, run_dir)
@@ -249,12 +255,6 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         metrics_doc["best"] = {"epoch": best_epoch, "selected_by": cfg.train.select_metric,
                                "note": "selected on the test set (the official test scripts evaluate the last epoch)", **best}
         tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=best_epoch)
-        if method.two_way:
-            # Two-way methods are also scored B->A, with the weights now loaded (best if it was rescored).
-            weights = "best" if best is not last else "last"
-            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, weights)
-            metrics_doc["reverse"] = {"direction": "BtoA", "weights": weights, **rev_scores}
-            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=best_epoch)
         for name, r in last["metrics"].items():
             if r.get("fingerprint"):
                 tracker.set_tags({f"bench.protocol.{name}": json.dumps(r["fingerprint"], sort_keys=True, default=str)[:5000]})
