@@ -259,3 +259,26 @@ def test_an_unavailable_metric_says_why_its_cell_is_empty(runs):
     note = table.footnotes[cell["marks"][0] - 1]
     assert note.endswith("not computed: segmentation weights absent")
     assert f"—<sup>{cell['marks'][0]}</sup>" in render(table, "md")
+
+
+def test_the_official_protocol_is_the_reference_of_published_comparisons():
+    """Last epoch and one fake per test input (what the official test.py leaves to pytorch-fid) raise no note."""
+    from bench.tables import PAPER_PROTOCOL, protocol_differences
+
+    assert PAPER_PROTOCOL["select"] == "last" and PAPER_PROTOCOL["test_set"] == "per_input"
+    official = {"n_fake": 120, "image_size": 256, "protocol": "legacy_pytorch", "test_set": "per_input"}
+    assert protocol_differences(official, "fid", "horse2zebra", "horse2zebra", "paper", "last") == []
+    wrapped = {**official, "n_fake": 140, "test_set": "wraparound"}
+    notes = protocol_differences(wrapped, "fid", "horse2zebra", "horse2zebra", "paper", "last")
+    assert any(n.startswith("test set wraparound") for n in notes)
+    assert "140 test images scored (paper: all 120)" in notes
+    best = protocol_differences(official, "fid", "horse2zebra", "horse2zebra", "paper", "best")
+    assert best == ["best epoch, selected on the test set (the official test scripts evaluate the last epoch)"]
+
+
+def test_bench_table_defaults_to_the_last_epoch():
+    from bench.cli import build_parser
+
+    args = build_parser().parse_args(["table", "--published"])
+    assert args.select == "last"
+    assert TableOptions().select == "last"
