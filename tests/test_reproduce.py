@@ -212,3 +212,23 @@ def test_spread_rescores_saved_images_once_and_finished_runs_are_kept(toy_table,
     assert reproduce.render(reproduce.load(paths[0]), "md") == md
     fid = next(r for r in table.results if r.cell.metric == "fid")
     assert fid.n == 0 and "missing metric" in fid.reason  # the fabricated runs scored SWD only
+
+
+def test_the_cli_on_finished_runs_trains_nothing_and_tracks_the_table(toy_table, tmp_path, capsys):
+    from bench.cli import main
+    from bench.runner import build_run_config
+    from bench.tracking import TAG_KIND, make_client
+
+    for seed in (0, 1):
+        fake_finished_run(build_run_config("cut", "toy", seed, "smoke", out="runs"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["reproduce", "toytest:1", "--preset", "smoke", "--seeds", "0", "1", "--bootstrap", "0",
+                 "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert "To train: 0 run(s)" in out and "2 finished run(s) kept" in out
+    assert "| CUT | toy circles→squares | SWD↓ | 30.0 |" in out
+    client = make_client(uri)
+    (exp,) = [e for e in client.search_experiments() if e.name == "reproduce"]
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.tags[TAG_KIND] == "reproduce" and run.data.tags["bench.reproduce.table"] == "toytest:1"
+    assert run.data.tags["bench.reproduce.not_comparable"] == "3"

@@ -78,7 +78,26 @@ def cmd_reproduce(args) -> int:
     table = reproduce.collect(the_plan, bootstrap=args.bootstrap, spread=not args.no_spread, device=device)
     for name, err in done.failed.items():
         table.notes.append(f"{name} failed: {err}")
-    for path in reproduce.save(table, args.results):
+    paths = reproduce.save(table, args.results)
+    for path in paths:
         log.info("wrote %s", path)
+    _track(table, paths, args.tracking_uri)
     sys.stdout.write("\n" + reproduce.render(table, args.format))
     return 1 if done.failed else 0
+
+
+def _track(table, paths, tracking_uri) -> None:
+    """The rebuilt table as an MLflow run of kind `reproduce` (experiment 'reproduce'), beside the runs it read."""
+    from bench.tracking import TAG_KIND, TAG_PRESET, Tracker
+
+    verdicts = {}
+    for r in table.results:
+        verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+    tracker = Tracker.start(tracking_uri=tracking_uri, experiment="reproduce", run_name=f"{table.ref}/{table.preset}",
+                            tags={TAG_KIND: "reproduce", TAG_PRESET: table.preset,
+                                  "bench.reproduce.table": str(table.ref),
+                                  "bench.reproduce.seeds": " ".join(map(str, table.seeds)),
+                                  **{f"bench.reproduce.{k.replace(' ', '_')}": str(v) for k, v in verdicts.items()}})
+    for path in paths:
+        tracker.log_artifact(path)
+    tracker.finish("FINISHED")
