@@ -180,6 +180,9 @@ def curves_png(runs: Sequence[RunView], metric: str) -> bytes | None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1.2, color=colours(i % 10),
                 label=f"{name} seed {run.cfg.seed}")
     m = catalog.get(metric)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{m.label} ({'higher' if m.higher_is_better else 'lower'} is better)")
     ax.set_title(f"in-training {m.label} on the held-out test subset")
