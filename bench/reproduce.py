@@ -148,14 +148,18 @@ class Plan:
                 lines.append(f"| {name} | {', '.join(dataset_label(r.cfg.dataset, d) for d in r.directions)} | "
                              f"{r.cfg.seed} | {r.status} | "
                              f"{r.iterations:,} | {spi} | {gh} |")
-            todo = [r for r in self.runs if r.status != "finished"]
+            todo = [r for r in self.runs if r.status in ("new", "resume")]
+            blocked = [r for r in self.runs if r.status == STATUS_OTHER]
             iters = sum(r.iterations for r in todo)
             known = [r.gpu_hours for r in todo if r.gpu_hours is not None]
             unknown = sum(1 for r in todo if r.gpu_hours is None)
             total = f"{sum(known):.1f} GPU-hours" + (f" + {unknown} run(s) of unknown speed" if unknown else "")
             lines.append("")
             lines.append(f"To train: {len(todo)} run(s), {iters:,} iterations, {total if known else 'GPU-hours unknown'}"
-                         f"; {len(self.runs) - len(todo)} finished run(s) kept as they are.")
+                         f"; {sum(1 for r in self.runs if r.status == 'finished')} finished run(s) kept as they are.")
+            if blocked:
+                lines.append(f"{len(blocked)} run folder(s) hold runs with other settings (e.g. another preset): "
+                             "neither reused nor overwritten; choose another --out to run them.")
             sources = sorted({r.sec_per_iter_source for r in self.runs if r.sec_per_iter_source})
             for s in sources:
                 lines.append(f"s/iter: {s}")
@@ -286,12 +290,40 @@ def plan(ref: TableRef, *, seeds: Sequence[int] = DEFAULT_SEEDS, preset: str = "
                 spi, spi_source = None, ""  # the papers' s/iter is for 256 px on their GPUs
             runs.append(PlannedRun(cfg=cfg, setting=setting, directions=tuple(sorted(directions)),
                                    iterations=estimate_iterations(cfg), sec_per_iter=spi,
-                                   sec_per_iter_source=spi_source, status=run_status(Path(cfg.run_dir))))
+                                   sec_per_iter_source=spi_source, status=run_status(Path(cfg.run_dir), cfg)))
     return Plan(ref=ref, preset=preset, seeds=tuple(seeds), cells=final, runs=runs)
 
 
-def run_status(run_dir: Path) -> str:
-    """new (nothing there), resume (started), finished (metrics.json written: kept, never retrained)."""
+STATUS_OTHER = "other settings"
+
+
+def config_difference(cfg) -> str:
+    """'' when the run folder is empty or holds a run of `cfg`'s settings; else what differs (as `bench run
+    --resume` compares them: method, preset, method/data/train/eval settings, device and progress aside)."""
+    from bench.config import RESUMABLE_TRAIN_FIELDS
+
+    path = Path(cfg.run_dir) / "config.json"
+    if not path.is_file():
+        return ""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return f"{path} is unreadable"
+    current = json.loads(json.dumps(cfg.to_dict(), default=str))
+    for doc in (saved, current):
+        doc["train"] = {k: v for k, v in (doc.get("train") or {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
+    diffs = [k for k in ("method", "preset", "method_cfg", "data", "train", "eval") if saved.get(k) != current.get(k)]
+    if not diffs:
+        return ""
+    what = f"preset {saved.get('preset')!r}" if "preset" in diffs else "its " + ", ".join(diffs) + " settings"
+    return f"{cfg.run_dir} holds a run with other settings ({what}); use another --out for this one"
+
+
+def run_status(run_dir: Path, cfg=None) -> str:
+    """new (nothing there), resume (started), finished (metrics.json written: kept, never retrained), or
+    'other settings' (the folder holds a run of another preset or config: neither reused nor overwritten)."""
+    if cfg is not None and config_difference(cfg):
+        return STATUS_OTHER
     if (run_dir / "metrics.json").is_file():
         return "finished"
     return "resume" if (run_dir / "config.json").is_file() else "new"
@@ -362,6 +394,9 @@ def execute(the_plan: Plan, progress=None, run_fn=None) -> Executed:
         if r.status == "finished":
             done.kept.append(name)
             continue
+        if r.status == STATUS_OTHER:
+            done.failed[name] = config_difference(r.cfg)
+            continue
         try:
             run_fn(r.cfg, resume=(r.run_dir / "config.json").is_file(), progress=progress)
             done.trained.append(name)
@@ -370,7 +405,7 @@ def execute(the_plan: Plan, progress=None, run_fn=None) -> Executed:
         except Exception as exc:  # one failing run must not stop the others; the table says why its cells are empty
             log.error("%s failed: %s", name, exc)
             done.failed[name] = f"{type(exc).__name__}: {exc}"
-        r.status = run_status(r.run_dir)
+        r.status = run_status(r.run_dir, r.cfg)
     return done
 
 
@@ -398,9 +433,11 @@ def seed_scores(run: PlannedRun, cell: Cell, select: str = "last") -> SeedScore:
 
     run_dir = run.run_dir
     doc_path = run_dir / "metrics.json"
+    other = config_difference(run.cfg) if getattr(run, "status", "") == STATUS_OTHER else ""
     common = dict(preset=run.cfg.preset, precision=_precision(run.cfg), image_size=int(run.cfg.method_cfg.crop_size))
-    if not doc_path.is_file():
-        reason = "the run did not finish" if (run_dir / "config.json").is_file() else "the run has not been trained"
+    if other or not doc_path.is_file():
+        reason = other or ("the run did not finish" if (run_dir / "config.json").is_file()
+                           else "the run has not been trained")
         return SeedScore(run.cfg.seed, str(run_dir), None, reason, {}, select, None, **common)
     doc = json.loads(doc_path.read_text())
     spec = get_spec(run.cfg.dataset)

@@ -232,3 +232,22 @@ def test_the_cli_on_finished_runs_trains_nothing_and_tracks_the_table(toy_table,
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.tags[TAG_KIND] == "reproduce" and run.data.tags["bench.reproduce.table"] == "toytest:1"
     assert run.data.tags["bench.reproduce.not_comparable"] == "3"
+
+
+def test_a_folder_holding_another_preset_is_neither_reused_nor_overwritten(toy_table, tmp_path):
+    from bench import reproduce
+    from bench.runner import build_run_config
+
+    fake_finished_run(build_run_config("cut", "toy", 0, "smoke", out="runs"))
+    p = plan(parse_ref("toytest:1"), seeds=(0,), preset="paper", out="runs")
+    (run,) = p.runs
+    assert run.status == "other settings"
+    assert "other settings" in p.text() and "choose another --out" in p.text()
+
+    def no_training(cfg, **kw):
+        raise AssertionError("the smoke run's folder was reused for the paper preset")
+
+    done = reproduce.execute(p, run_fn=no_training)
+    assert "preset 'smoke'" in done.failed["toy/cut/seed0"]
+    swd = next(r for r in reproduce.collect(p, bootstrap=0, spread=False).results if r.cell.metric == "swd")
+    assert swd.n == 0 and "preset 'smoke'" in swd.reason  # the smoke number is not shown as the paper run's
