@@ -112,11 +112,12 @@ def test_cli_table_and_plot(tracked, tmp_path):
 
     uri = tracked[0]
     out = tmp_path / "table.md"
-    assert main(["table", "--metric", "fid,swd", "--published", "--dataset", "horse2zebra", "--tracking-uri", uri,
-                 "--out", str(out)]) == 0
+    assert main(["table", "--metric", "fid,swd", "--published", "--dataset", "horse2zebra", "--select", "best",
+                 "--tracking-uri", uri, "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("| Method | horse2zebra FID↓ | paper | Δ | horse2zebra SWD↓ | paper | Δ |")
-    assert "| QS-Attn (Global) | **42.0 ± 1.0** (n=3) | 41.1<sup>" in text and "| +0.9 |" in text
+    # --select best: every reproduced cell carries the "selected on the test set" footnote (1).
+    assert "| QS-Attn (Global) | **42.0 ± 1.0** (n=3)<sup>1</sup> | 41.1<sup>" in text and "| +0.9 |" in text
     tex = tmp_path / "study.tex"
     assert main(["table", "--study", "qs_queries", "--format", "latex", "--tracking-uri", uri, "--out", str(tex)]) == 0
     assert "\\toprule" in tex.read_text()
