@@ -58,7 +58,8 @@ def test_evaluation_writes_the_wrapped_translations_and_records_the_rule(tmp_pat
     from bench.runner import build_run_config
 
     root = _unaligned(tmp_path / "h2z", 3, 5)
-    cfg = build_run_config("cut", "horse2zebra", 0, "smoke", {"eval.metrics": "swd"}, data_root=str(root),
+    cfg = build_run_config("cut", "horse2zebra", 0, "smoke", {"eval.metrics": "swd", "train.select_metric": "swd"},
+                           data_root=str(root),
                            out=str(tmp_path / "runs"), device="cpu")
     method = methods.get("cut")(cfg.method_cfg, device=torch.device("cpu"))
     method.eval()
