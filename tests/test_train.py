@@ -62,6 +62,10 @@ def test_run_dir_layout_and_best_last(tmp_path):
     assert doc["last"]["epoch"] == 2 and 1 <= doc["best"]["epoch"] <= 2
     assert doc["last"]["metrics"]["swd"]["fingerprint"]
     assert "reverse" in doc  # CycleGAN is two-way: scored B->A too
+    # ... with the last weights, as the official test scripts (never the test-set-selected best).
+    assert doc["reverse"]["weights"] == "last" and doc["reverse"]["epoch"] == doc["last"]["epoch"]
+    assert doc["reverse"]["metrics"]["swd"]["fingerprint"]["epoch_rule"] == "last"
+    assert doc["last"]["metrics"]["swd"]["fingerprint"]["test_set"] == "per_input"
     assert len(list((d / "eval" / "last" / "fake").glob("*.png"))) == 4
     with pytest.raises(Exception, match="already holds"):
         run_one(cfg)
