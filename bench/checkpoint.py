@@ -46,6 +46,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomically write `text` (UTF-8)."""
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomically write `obj` as indented, key-sorted JSON."""
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())

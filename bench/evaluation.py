@@ -26,6 +26,15 @@ SEG_METRICS = ("miou", "pixel_acc", "class_acc")
 N_QUALITATIVE = 8
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning the first time in this process, debug afterwards (evaluations repeat every few epochs)."""
+    (log.debug if message in _WARNED else log.warning)(message)
+    _WARNED.add(message)
+
+
 @dataclass
 class EvalData:
     """The test inputs (source domain) and the real reference images (target domain)."""
@@ -77,12 +86,13 @@ def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
 class Evaluator:
     """Scores a method on the test split; caches the reference images of the run on disk."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB") -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB",
+                 data: EvalData | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = device
         self.direction = direction
-        self.data = load_eval_data(cfg, None if direction == "AtoB" else _reverse(cfg))
+        self.data = data if data is not None else load_eval_data(cfg, None if direction == "AtoB" else _reverse(cfg))
         self.sub = "" if direction == "AtoB" else "BtoA/"
         self.reference_dir = self.run_dir / "eval" / f"{self.sub}reference"
         self._write_reference()
@@ -134,7 +144,7 @@ class Evaluator:
         try:
             return compute()
         except DataError as exc:
-            log.warning("metrics %s unavailable: %s", ", ".join(names), exc)
+            _warn_once(f"metrics {', '.join(names)} unavailable: {exc}")
             return {m: MetricResult.missing(m, str(exc)) for m in names}
 
     # ----------------------------------------------------------------- quick eval during training
@@ -147,7 +157,7 @@ class Evaluator:
         res = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(metric,), **self._metrics_kwargs()),
                             (metric,))[metric]
         if res.value is None:
-            log.warning("in-training %s unavailable: %s", metric, res.unavailable)
+            _warn_once(f"in-training {metric} unavailable: {res.unavailable}")
             return {}
         return {metric: float(res.value)}
 

@@ -78,6 +78,26 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (relative paths against the cwd), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).expanduser()
+
+
+def absolute_uri(uri: str | None) -> str:
+    """The resolved URI with a relative sqlite path made absolute (valid from any working directory)."""
+    uri = resolve_tracking_uri(uri)
+    path = sqlite_path(uri)
+    return f"sqlite:///{path.resolve()}" if path is not None and not path.is_absolute() else uri
+
+
+def missing_store(uri: str | None) -> Path | None:
+    """The sqlite file a read-only command would open when it does not exist (opening would create an empty one)."""
+    path = sqlite_path(resolve_tracking_uri(uri))
+    return path.resolve() if path is not None and not path.is_file() else None
+
+
 def run_name(method: str, seed: int) -> str:
     """The run name of the schema: `<method>/seed<N>`."""
     return f"{method}/seed{int(seed)}"

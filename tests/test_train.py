@@ -61,13 +61,13 @@ def test_run_dir_layout_and_best_last(tmp_path):
     assert doc["last"]["metrics"]["swd"]["fingerprint"]
     assert "reverse" in doc  # CycleGAN is two-way: scored B->A too
     assert len(list((d / "eval" / "last" / "fake").glob("*.png"))) == 4
-    with pytest.raises(Exception, match="already holds"):
-        run_one(cfg)
-    # --resume on a finished run keeps it: same metrics, no new training or evaluation.
+    # A plain rerun (and --resume) of a finished run with the same settings keeps it: same metrics, no new
+    # training or evaluation, reported as kept.
     stamp = (d / "metrics.json").stat().st_mtime_ns
-    again = run_one(cfg, resume=True)
-    assert again.status == "finished" and again.metrics == r.metrics
-    assert again.mlflow_run_id == r.mlflow_run_id and (d / "metrics.json").stat().st_mtime_ns == stamp
+    for resume in (False, True):
+        again = run_one(cfg, resume=resume)
+        assert again.status == "finished" and again.kept and again.metrics == r.metrics
+        assert again.mlflow_run_id == r.mlflow_run_id and (d / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def _cli(tmp_path, out, *extra):

@@ -68,6 +68,12 @@ def download_inception_weights(dst: Path, url: str | None = None, sha256_prefix:
     return dst
 
 
+#: Downloads that failed in this process, by target file: the weights are fetched at most once per process
+#: (a run evaluates every few epochs, and `--methods all` runs many: offline, each retry cost a timeout and a
+#: warning).
+_FAILED_DOWNLOADS: dict[str, str] = {}
+
+
 def resolve_inception_weights(explicit: str | Path | None = None, *, download: bool = True,
                               cache_dir: str | Path | None = None) -> WeightsFile:
     """Find the FID Inception weights: argument, then $BENCH_INCEPTION_WEIGHTS, then the torch hub cache, then
@@ -85,10 +91,13 @@ def resolve_inception_weights(explicit: str | Path | None = None, *, download: b
     hint = (f"pass --inception-weights FILE, set ${INCEPTION_ENV}, or place {INCEPTION_FILENAME} in {hub.parent}")
     if not download:
         raise MetricUnavailable(f"no FID Inception weights found; {hint}")
+    if str(hub) in _FAILED_DOWNLOADS:  # tried once in this process: every later evaluation is told the same
+        raise MetricUnavailable(_FAILED_DOWNLOADS[str(hub)])
     try:
         path = download_inception_weights(hub)
     except DownloadError as exc:
-        raise MetricUnavailable(f"{exc}; offline? {hint}") from None
+        _FAILED_DOWNLOADS[str(hub)] = f"{exc}; offline? {hint}"
+        raise MetricUnavailable(_FAILED_DOWNLOADS[str(hub)]) from None
     return WeightsFile(path, weights_sha256(path, cache_dir), "pytorch-fid download")
 
 
