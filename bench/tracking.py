@@ -160,7 +160,7 @@ def make_client(tracking_uri: str | None = None):
     """An `MlflowClient` for the resolved URI; a bad or unreachable URI is a UsageError naming it."""
     from mlflow import MlflowClient
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = absolute_uri(tracking_uri)  # MLflow caches stores by URI: a relative path would follow cwd changes
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     try:
@@ -231,7 +231,7 @@ class Tracker:
         """
         from mlflow.exceptions import MlflowException
 
-        uri = resolve_tracking_uri(tracking_uri)
+        uri = absolute_uri(tracking_uri)
         client = make_client(uri)
         all_tags = {k: to_text(v) for k, v in (tags or {}).items()}
         if parent_run_id:
