@@ -208,3 +208,20 @@ def test_a_failed_weights_download_is_tried_once_per_process(tmp_path, monkeypat
             features.resolve_inception_weights(None)
         messages.append(str(exc.value))
     assert len(calls) == 1 and len(set(messages)) == 1 and "offline" in messages[0]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_results_and_checkpoints_follow_the_umask(tmp_path, umask, mode):
+    import os
+    import stat
+
+    from bench.checkpoint import atomic_write_json, save_checkpoint
+
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "metrics.json", {"fid": 1.0})
+        save_checkpoint(tmp_path / "last.pt", {"x": 1})
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "last.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
