@@ -225,3 +225,25 @@ def test_results_and_checkpoints_follow_the_umask(tmp_path, umask, mode):
         os.umask(old)
     for name in ("metrics.json", "last.pt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_import_writes_per_dataset_never_overwrites_and_is_tracked_for_tables(tmp_path, capsys):
+    import torch
+
+    import methods
+    from bench.tables import TableOptions, build_table, render
+
+    src = methods.build("cut", preset="smoke")
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(src.nets["netG"].state_dict(), path)
+    cmd = ["import", "cut", str(path), "--preset", "smoke", "--dataset", "toy", "--set", "eval.metrics=swd",
+           "--set", "eval.n_test=2"]
+    assert main(cmd) == 0
+    assert main(cmd) == 0  # a second import of the same file: a new folder, the first one untouched
+    folders = sorted(p.name for p in (tmp_path / "runs/imported/toy/cut").iterdir())
+    assert folders == ["latest_net_G", "latest_net_G-2"]
+    runs = _client(tmp_path).search_runs([_client(tmp_path).get_experiment_by_name("toy").experiment_id])
+    assert len(runs) == 2 and {r.data.tags["bench.kind"] for r in runs} == {"import"}
+    assert all(r.info.status == "FINISHED" and "best/swd" in r.data.metrics for r in runs)
+    table = render(build_table(TableOptions(metrics=("swd",)), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert "CUT (official checkpoint)" in table

@@ -64,9 +64,10 @@ def register(subparsers) -> None:
 
 def cmd_table(args) -> int:
     """Build, render and print (or write) the table; returns the exit code."""
-    from bench.errors import UsageError
+    from bench.errors import DataError, UsageError
     from bench.metrics.catalog import parse_metrics
-    from bench.tables import TableOptions, build_table, render
+    from bench.tables import TableOptions, build_table, no_runs, render
+    from bench.tracking import missing_store
 
     if args.baseline and not args.study:
         raise UsageError("--baseline only applies with --study NAME")
@@ -76,7 +77,17 @@ def cmd_table(args) -> int:
                            paper=args.paper, study=args.study,
                            baseline=tuple(args.baseline) if args.baseline else None,
                            presets=tuple(args.preset) if args.preset else None)
-    table = build_table(options, tracking_uri=args.tracking_uri)
+    runs = None
+    absent = missing_store(args.tracking_uri)
+    if absent is not None:
+        # Opening it would create an empty database; say where bench looked instead.
+        where = (f"no tracking store at {absent} (sqlite:///mlflow.db is the file in the folder bench runs in); "
+                 "run bench table in the folder where you ran `bench run`, or pass --tracking-uri sqlite:////PATH/mlflow.db")
+        if not args.published:
+            raise DataError(where)
+        log.warning("%s; the table has the published numbers only", where)
+        runs = no_runs()
+    table = build_table(options, tracking_uri=args.tracking_uri, runs=runs)
     text = render(table, args.format)
     if args.out:
         out = Path(args.out)
@@ -90,8 +101,14 @@ def cmd_table(args) -> int:
 
 def cmd_plot(args) -> int:
     """Draw the requested figures; returns 0 when at least one file was written."""
+    from bench.errors import DataError
     from bench.plots import make_figures
+    from bench.tracking import missing_store
 
+    absent = missing_store(args.tracking_uri)
+    if absent is not None:
+        raise DataError(f"no tracking store at {absent} (sqlite:///mlflow.db is the file in the folder bench runs in); "
+                        "run bench plot in the folder where you ran `bench run`, or pass --tracking-uri URI")
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table it prunes
     kinds = tuple(args.kind)
     if "sweep" in kinds and not args.study and args.kind != ("curves", "sweep", "grid"):
