@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                    help="comma-separated metrics, e.g. fid,kid or miou,pixel_acc,class_acc,fid (default: fid)")
     _common(t)
     t.add_argument("--format", choices=("md", "latex", "csv"), default="md", help="output format (default: md)")
-    t.add_argument("--out", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    t.add_argument("--out", "--output", dest="out", default=None, metavar="FILE", help="write to FILE instead of stdout")
     t.add_argument("--paper", default=None, help="compare with this paper's numbers only (e.g. qsattn2022)")
     t.add_argument("--baseline", nargs="+", default=None, metavar="METHOD",
                    help="with --study: methods whose non-study runs form the baseline row (default: the study's)")
@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     p.add_argument("--n-images", type=int, default=4, help="test images (rows) in the qualitative grid (default: 4)")
     p.add_argument("--format", dest="formats", nargs="+", choices=("png", "pdf"), default=("png", "pdf"),
                    help="file formats (default: png pdf)")
-    p.add_argument("--out", default="results/figures", metavar="DIR", help="output folder (default: results/figures)")
+    p.add_argument("--out", "--output", dest="out", default="results/figures", metavar="DIR",
+                   help="output folder (default: results/figures)")
     p.set_defaults(func=cmd_plot)
 
 
