@@ -24,6 +24,8 @@ UNPAIRED_METRICS = ("fid", "kid", "swd")
 PAIRED_METRICS = ("l1", "psnr", "ssim")
 SEG_METRICS = ("miou", "pixel_acc", "class_acc")
 N_QUALITATIVE = 8
+#: Logged during training when the selection metric cannot be computed here (no Inception weights offline).
+FALLBACK_EVAL_METRICS = ("swd",)
 
 
 _WARNED: set[str] = set()
@@ -156,10 +158,19 @@ class Evaluator:
         fakes = torch.cat([f for f, _ in self.translate_batches(method, list(range(count)))])
         res = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(metric,), **self._metrics_kwargs()),
                             (metric,))[metric]
-        if res.value is None:
-            _warn_once(f"in-training {metric} unavailable: {res.unavailable}")
-            return {}
-        return {metric: float(res.value)}
+        if res.value is not None:
+            return {metric: float(res.value)}
+        _warn_once(f"in-training {metric} unavailable: {res.unavailable}")
+        # Still log a curve: the first eval-time metric that needs no feature-network weights (SWD). It is only
+        # recorded (eval/<name>), never used to select the best checkpoint.
+        for other in FALLBACK_EVAL_METRICS:
+            if other == metric:
+                continue
+            alt = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(other,),
+                                                 **self._metrics_kwargs()), (other,))[other]
+            if alt.value is not None:
+                return {other: float(alt.value)}
+        return {}
 
     def sample_grid(self, method, n: int = N_QUALITATIVE) -> torch.Tensor:
         """inputs | outputs (| ground truth) for the first n test inputs, as one uint8 image."""
@@ -190,6 +201,9 @@ class Evaluator:
             save_png(to_uint8(item["image"][None])[0], qual_dir / "inputs" / f"{stem}.png")
             (qual_dir / "outputs").mkdir(parents=True, exist_ok=True)
             (qual_dir / "outputs" / f"{stem}.png").write_bytes((fake_dir / f"{stem}.png").read_bytes())
+            if self.data.aligned:  # the ground truth of that input, for the figures' last column
+                truth = self.data.targets[i]
+                save_png(to_uint8(truth["image"][None])[0], qual_dir / "targets" / f"{stem}.png")
 
         names = wanted_metrics(cfg, method, self.data)
         results: dict[str, Any] = {}

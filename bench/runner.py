@@ -323,7 +323,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
             tracker.set_tags({f"bench.unavailable.{name}": reason[:5000]})
         atomic_write_json(run_dir / "metrics.json", metrics_doc)
         tracker.log_artifact(run_dir / "metrics.json")
-        for sub in ("inputs", "outputs"):
+        for sub in ("inputs", "outputs", "targets"):  # targets: the ground truth, for aligned datasets
             d = run_dir / "eval" / "last" / "test" / sub
             if d.is_dir():
                 tracker.log_artifacts(d, f"test/{sub}")

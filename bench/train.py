@@ -284,6 +284,7 @@ class Trainer:
         st.history = [h for h in st.history if h["epoch"] != epoch] + [entry]
         if scores:
             self.tracker.log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
+        if metric in scores:
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
                 st.best = {"epoch": epoch, "value": value}
@@ -293,7 +294,7 @@ class Trainer:
             st.best = {"epoch": epoch, "value": float("nan")}
             self.save_best(epoch, float("nan"))
         atomic_write_json(self.run_dir / "history.json", st.history)
-        if self.on_eval is not None and scores:
+        if self.on_eval is not None and metric in scores:
             self.on_eval(epoch, scores)
 
 

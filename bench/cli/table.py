@@ -116,11 +116,15 @@ def cmd_plot(args) -> int:
         from bench.errors import UsageError
 
         raise UsageError("--kind sweep needs --study NAME (the study whose swept values go on the x axis)")
+    not_drawn: list[str] = []
     written = make_figures(args.out, metric=args.metric, tracking_uri=args.tracking_uri, datasets=args.datasets,
                            methods=args.methods, study=args.study, param=args.param, select=args.select,
-                           kinds=kinds, n_images=args.n_images, published=args.published, formats=args.formats)
+                           kinds=kinds, n_images=args.n_images, published=args.published, formats=args.formats,
+                           not_drawn=not_drawn)
     for path in written:
         log.info("wrote %s", path)
+    for line in not_drawn:
+        print(f"not drawn: {line}", file=sys.stderr)
     if not written:
         log.warning("no figure written (no matching runs with eval history, study runs or test artifacts)")
     return 0 if written else 1
