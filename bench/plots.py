@@ -147,7 +147,11 @@ def plot_curves(frame, metric: str, dataset: str, direction: str):
                 std = stats["std"].fillna(0.0)
                 ax.fill_between(stats["epoch"], stats["mean"] - std, stats["mean"] + std, color=line.get_color(),
                                 alpha=0.2, linewidth=0)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = sorted(sub["epoch"].unique())
+        if len(epochs) <= 10:  # every evaluated epoch as a tick (one epoch would get fractional ticks)
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(_axis_label(metric))
         ax.set_title(f"{dataset_label(dataset, direction)}: held-out {catalog.get(metric).label} during "
@@ -297,9 +301,10 @@ MAX_CELL_IN = 0.9
 
 
 def grid_columns_per_band(n_fixed: int, n_methods: int) -> int:
-    """Methods per band so that every cell is at least MIN_CELL_IN wide on a page."""
-    most = int(PAGE_WIDTH_IN // MIN_CELL_IN) - n_fixed
-    return max(1, min(n_methods, most))
+    """Methods per band: at most what keeps every cell MIN_CELL_IN wide on a page, spread evenly over the bands."""
+    most = max(1, int(PAGE_WIDTH_IN // MIN_CELL_IN) - n_fixed)
+    n_bands = max(1, math.ceil(n_methods / most))
+    return max(1, math.ceil(n_methods / n_bands))
 
 
 def qualitative_grid(images: Mapping[str, Mapping[str, Path]], inputs: Mapping[str, Path], stems: Sequence[str],
@@ -319,7 +324,8 @@ def qualitative_grid(images: Mapping[str, Mapping[str, Path]], inputs: Mapping[s
     n_cols = fixed + (per_band if len(bands) > 1 else len(methods))
     width_in = COLUMN_WIDTH_IN if n_cols <= 5 else PAGE_WIDTH_IN
     gap = 0.03
-    cell = min((width_in - gap * (n_cols - 1)) / n_cols, MAX_CELL_IN)
+    # Wrapped bands keep the smallest cell, so the figure stays within a page's height.
+    cell = MIN_CELL_IN if len(bands) > 1 else min((width_in - gap * (n_cols - 1)) / n_cols, MAX_CELL_IN)
     title_pt = FONT_PT - 1 if cell >= 0.75 else FONT_PT - 2
     chars = max(6, int(cell * 72 / (0.5 * title_pt)))  # characters of one header line at that size
     notes = dict(column_notes or {})
