@@ -86,6 +86,23 @@ def test_a_run_that_failed_before_its_first_checkpoint_simply_starts_again(tmp_p
     assert not (run_dir / "error.txt").exists()
 
 
+def test_a_failed_start_rerun_with_other_settings_starts_a_new_mlflow_run_and_marks_the_old_one(tmp_path,
+                                                                                              monkeypatch):
+    from methods.cut import CUT
+
+    real_step = CUT.train_step
+    monkeypatch.setattr(CUT, "train_step", lambda self, batch: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert main(_run("--methods", "cut", "--dataset", "toy")) == 1
+    run_dir = tmp_path / "runs/toy/cut/seed0"
+    old_id = (run_dir / "mlflow_run_id.txt").read_text().strip()
+    monkeypatch.setattr(CUT, "train_step", real_step)
+    assert main(_run("--methods", "cut", "--dataset", "toy", sets={"lambda_NCE": "2"})) == 0  # no --restart needed
+    new_id = (run_dir / "mlflow_run_id.txt").read_text().strip()
+    old = _client(tmp_path).get_run(old_id)
+    assert new_id != old_id and old.info.status == "FAILED"
+    assert old.data.tags["bench.status"] == "replaced" and old.data.tags["bench.replaced_by"] == new_id
+
+
 def test_a_finished_run_is_kept_and_the_readme_seeds_sequence_exits_0(tmp_path, capsys):
     assert main(_run("--methods", "cut", "--dataset", "toy")) == 0
     metrics = tmp_path / "runs/toy/cut/seed0/metrics.json"
@@ -247,3 +264,26 @@ def test_import_writes_per_dataset_never_overwrites_and_is_tracked_for_tables(tm
     assert all(r.info.status == "FINISHED" and "best/swd" in r.data.metrics for r in runs)
     table = render(build_table(TableOptions(metrics=("swd",)), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
     assert "CUT (official checkpoint)" in table
+
+
+def test_a_long_run_says_after_a_few_iterations_how_long_it_will_take(caplog):
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.train import Trainer, format_duration
+
+    stub = SimpleNamespace(cfg=SimpleNamespace(method="cut", dataset="toy", seed=0, preset="paper"),
+                           total_iterations=12_800, state=SimpleNamespace(iteration=3),
+                           method=SimpleNamespace(device=torch.device("cpu")))
+    with caplog.at_level("WARNING", logger="bench.train"):
+        Trainer._log_eta(stub, seconds=30.0, done=3)
+    message = caplog.records[-1].getMessage()
+    assert "10.00 s/iteration measured; 12797 iterations left, about 35.5 h" in message
+    assert "--preset smoke" in message
+    caplog.clear()
+    stub.total_iterations = 10
+    with caplog.at_level("WARNING", logger="bench.train"):
+        Trainer._log_eta(stub, seconds=3.0, done=3)  # a short run says nothing
+    assert not caplog.records
+    assert [format_duration(x) for x in (45, 720, 3.4 * 3600, 3 * 86400)] == ["45 s", "12 min", "3.4 h", "3.0 days"]
