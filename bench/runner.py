@@ -1,7 +1,10 @@
 """One run = (method, dataset, seed): resolve the config, train, evaluate, track. And many runs in a row.
 
 `run_one` owns the run directory `<out>/<dataset>/<method>/seed<N>/`:
-config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt.
+config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt,
+tracking.json (the absolute tracking URI and run id, for later commands run from elsewhere).
+Order: settings, device and data are checked (`preflight`) before the folder or an MLflow run exists; then
+bench.run_folder decides what an existing folder allows (start again, resume, keep, or refuse with the fix).
 A crashed run ends FAILED in MLflow with its error, and `--resume` continues it (same MLflow run).
 """
 

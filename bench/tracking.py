@@ -7,11 +7,14 @@ Schema (what `bench.train` writes and `bench.tables` / `bench.plots` read):
 - experiment = dataset name; run name `<method>/seed<N>`; study trials carry the tag `mlflow.parentRunId`.
 - tags `bench.method`, `bench.dataset`, `bench.direction`, `bench.seed`, `bench.preset`, `bench.study`,
   `bench.trial`, `bench.git_commit`, `bench.run_dir`, `bench.config_hash`, `bench.status`
-  (running/finished/failed/pruned/killed), `bench.protocol.<metric>` (JSON), `bench.swept` (JSON dict).
+  (running/finished/failed/pruned/killed/replaced; `bench.replaced_by` names the run that replaced it),
+  `bench.protocol.<metric>` (JSON), `bench.swept` (JSON dict); imported official checkpoints carry
+  `bench.kind=import` and `bench.import.source`.
 - params: the flattened resolved config (`method.<field>`, `data.<field>`, `train.<field>`, `eval.<field>`).
 - metrics: `train/<loss>` (step = iteration), `eval/<metric>` (step = epoch), `last/<metric>`,
   `best/<metric>`, `best/epoch`, `last/epoch`, stds as `<prefix>/<metric>_std`.
-- artifacts: `config.json`, `metrics.json`, `samples/epoch_<NNNN>.png`, `test/{inputs,outputs}/<stem>.png`.
+- artifacts: `config.json`, `metrics.json`, `samples/epoch_<NNNN>.png`, `test/{inputs,outputs}/<stem>.png`
+  (and `test/targets/`, the ground truth, for aligned datasets).
 """
 
 from __future__ import annotations

@@ -258,7 +258,8 @@ class Trainer:
             return
         hint = ""
         if self.method.device.type == "cpu" and self.cfg.preset == "paper":
-            hint = "; on a CPU, --preset smoke is the CPU-sized run (minutes), Ctrl-C stops this one (--resume continues it)"
+            hint = ("; on a CPU, --preset smoke is the CPU-sized run (minutes), Ctrl-C stops this one "
+                    "(--resume continues it)")
         log.warning("%s/%s/seed%d: %.2f s/iteration measured; %d iterations left, about %s%s", self.cfg.method,
                     self.cfg.dataset, self.cfg.seed, per_iter, self.total_iterations - self.state.iteration,
                     format_duration(remaining), hint)

@@ -108,19 +108,25 @@ VGG16_FILE = "vgg16-397923af.pth"
 HUB_HINT = "copy it into $TORCH_HOME/hub/checkpoints/ (default ~/.cache/torch/hub/checkpoints/)"
 
 WEIGHTS: tuple[WeightsSpec, ...] = (
-    WeightsSpec("inception", "FID/KID Inception", "FID and KID on every dataset (pytorch-fid's InceptionV3, TF inception-2015-12-05)",
+    WeightsSpec("inception", "FID/KID Inception",
+                "FID and KID on every dataset (pytorch-fid's InceptionV3, TF inception-2015-12-05)",
                 INCEPTION_FILE, "prefix",
                 how_to_place=f"--inception-weights FILE, or $BENCH_INCEPTION_WEIGHTS=FILE, or {HUB_HINT}; "
                              "a pool3-only conversion without the fc layer also works (FID/KID exact)",
                 candidates=_inception_candidates),
-    WeightsSpec("lpips-alex", "LPIPS AlexNet trunk", "LPIPS diversity of the multimodal methods (MUNIT, BicycleGAN family)",
+    WeightsSpec("lpips-alex", "LPIPS AlexNet trunk",
+                "LPIPS diversity of the multimodal methods (MUNIT, BicycleGAN family)",
                 ALEXNET_FILE, "prefix", how_to_place=HUB_HINT, candidates=_hub_file(ALEXNET_FILE)),
-    WeightsSpec("lpips-linear", "LPIPS linear layers", "LPIPS diversity (the calibrated v0.0 layers over the AlexNet trunk)", "lpips/weights/v0.0/alex.pth",
-                "full", sha256="18720f55913d0af89042f13faa7e536a6ce1444a0914e6db9461355ece1e8cd5",
+    WeightsSpec("lpips-linear", "LPIPS linear layers",
+                "LPIPS diversity (the calibrated v0.0 layers over the AlexNet trunk)",
+                "lpips/weights/v0.0/alex.pth", "full",
+                sha256="18720f55913d0af89042f13faa7e536a6ce1444a0914e6db9461355ece1e8cd5",
                 how_to_place="installed with the lpips package (pip install lpips)", candidates=_lpips_linear),
-    WeightsSpec("vgg16", "FSeSim/LSeSim VGG16", "the feature loss of FSeSim/LSeSim (torchvision's ImageNet VGG16)", VGG16_FILE, "prefix",
-                how_to_place=f"{HUB_HINT}, or --set vgg_weights=PATH", candidates=_vgg_candidates),
-    WeightsSpec("drn", "Cityscapes DRN-D-22", "Cityscapes label->photo mIoU / pixel acc / class acc (DRN-D-22 trained on Cityscapes)",
+    WeightsSpec("vgg16", "FSeSim/LSeSim VGG16", "the feature loss of FSeSim/LSeSim (torchvision's ImageNet VGG16)",
+                VGG16_FILE, "prefix", how_to_place=f"{HUB_HINT}, or --set vgg_weights=PATH",
+                candidates=_vgg_candidates),
+    WeightsSpec("drn", "Cityscapes DRN-D-22",
+                "Cityscapes label->photo mIoU / pixel acc / class acc (DRN-D-22 trained on Cityscapes)",
                 "drn_d_22_cityscapes.pth", "user",
                 how_to_place="--seg-weights FILE or $BENCH_SEG_WEIGHTS=FILE (from fyu/drn's Cityscapes models; "
                              "no published checksum: pin the sha256 bench doctor prints)",
@@ -159,7 +165,8 @@ def locate(spec: WeightsSpec, explicit: dict | None = None) -> WeightsStatus:
             # A file under another name (e.g. a pool3-only conversion) has no prefix to check.
             if path.name != spec.file_name:
                 return WeightsStatus(spec, path, label, "unverified", digest, looked,
-                                     f"named differently from {spec.file_name}, so the hash in that name is not checked")
+                                     f"named differently from {spec.file_name}, so the hash in that name "
+                                     "is not checked")
         elif spec.check == "full":
             ok = digest == spec.sha256
         else:

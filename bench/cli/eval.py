@@ -6,8 +6,10 @@
     bench eval --run runs/afhq/cut/seed0 [--tag best] [--tracking-uri URI]
 
 `--run` reads the run's config.json, scores eval/<tag>/fake against eval/reference with the metrics the run
-reported (metrics.json) or --metrics, writes metrics_rescored.json into the run folder and, when the run has
-mlflow_run_id.txt and a tracking URI is given or configured, logs the scores to that MLflow run.
+reported (metrics.json) or --metrics (eval/last when the best epoch is the last), writes metrics_rescored.json
+into the run folder and logs the scores to the run's own MLflow run, in the store the run recorded
+(tracking.json), from any working directory. Metrics the run could not compute (e.g. FID offline) also fill
+its `<tag>/<metric>` values, so `bench table` shows them.
 """
 
 from __future__ import annotations
@@ -343,7 +345,8 @@ def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str
     try:
         client.get_run(run_id)
     except Exception:
-        raise UsageError(f"MLflow run {run_id} of {run_dir} is not in {tracking_uri}; pass --tracking-uri URI") from None
+        raise UsageError(f"MLflow run {run_id} of {run_dir} is not in {tracking_uri}; "
+                         "pass --tracking-uri URI") from None
     now = int(time.time() * 1000)
     metrics, filled, new_tags = [], [], {}
     for tag in tags:
@@ -375,6 +378,6 @@ def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str
             client.log_dict(run_id, doc, f"metrics_rescored_{tag}.json")
     except Exception as exc:  # a deleted run: the JSON on disk is still written
         raise UsageError(f"cannot log to MLflow run {run_id} at {tracking_uri}: {exc}") from None
-    log.info("logged %d metrics to MLflow run %s at %s%s", len(metrics), run_id, tracking_uri,
-             f" (filled {', '.join(filled)}, which the run could not compute: `bench table` shows them)" if filled else "")
+    note = f" (filled {', '.join(filled)}, which the run could not compute: `bench table` shows them)"
+    log.info("logged %d metrics to MLflow run %s at %s%s", len(metrics), run_id, tracking_uri, note if filled else "")
     return True

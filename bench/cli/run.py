@@ -277,8 +277,8 @@ def _print_summary(results, skipped) -> None:
     if not console.is_terminal:  # a log file or a pipe: as wide as the table needs (a terminal squeezes it)
         from rich.measure import Measurement
 
-        console = Console(stderr=False, width=max(console.width,
-                                                  Measurement.get(console, console.options.update_width(400), table).maximum))
+        needed = Measurement.get(console, console.options.update_width(400), table).maximum
+        console = Console(stderr=False, width=max(console.width, needed))
     console.print(table)
     everyone = list(dict.fromkeys(f"{r.method}/seed{r.seed}" for r in results))
     for reason, by_metric in reasons.items():
