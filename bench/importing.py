@@ -15,23 +15,14 @@ from pathlib import Path
 import torch
 
 from bench.errors import CheckpointError, UsageError
+from bench.weights import load_state_dict
 
 log = logging.getLogger(__name__)
 
 
 def read_official_state(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from an official .pth (weights_only; strips DataParallel's `module.`)."""
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a weights-only state dict ({type(exc).__name__}: {exc})") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+    """A plain state dict from an official .pth (bench.weights: weights_only, `state_dict` and `module.` removed)."""
+    return load_state_dict(path)
 
 
 def guess_net(method, path: Path, net: str | None) -> str:

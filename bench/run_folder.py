@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import RESUMABLE_TRAIN_FIELDS, RunConfig
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,9 @@ ABSENT, UNSTARTED, STARTED, FINISHED = "absent", "unstarted", "started", "finish
 COMPARED_SECTIONS = ("method", "method_cfg", "data", "train", "eval")
 
 
-class RunFolderConflict(BenchError):
-    """The run folder holds a run that this command may not continue or overwrite; `fixes` are the flags that
-    resolve it (the CLI turns them into exact commands)."""
-
-    exit_code = 1
+class RunFolderConflict(ConfigError):
+    """The run folder holds a run that this command may not continue or overwrite (a usage error: exit 2);
+    `fixes` are the flags that resolve it (the CLI turns them into exact commands)."""
 
     def __init__(self, message: str, fixes: tuple[str, ...] = ()) -> None:
         super().__init__(message)

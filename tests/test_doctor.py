@@ -63,3 +63,9 @@ def test_weights_table_in_the_readme_lists_every_file():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for spec in WEIGHTS:
         assert f"`{spec.file_name}`" in readme, spec.file_name
+
+
+def test_the_weights_list_reads_the_loaders_specs():
+    for entry in WEIGHTS:
+        if entry.spec is not None and entry.spec().filename:
+            assert entry.file_name == entry.spec().filename, entry.key

@@ -120,7 +120,7 @@ def test_other_settings_are_refused_with_the_restart_command_which_moves_the_old
     old_id = (run_dir / "mlflow_run_id.txt").read_text().strip()
     capsys.readouterr()
     changed = _run("--methods", "cut", "--dataset", "toy", sets={"lambda_NCE": "2"})
-    assert main(changed) == 1
+    assert main(changed) == 2  # a usage error: the flags do not fit the folder
     err = " ".join(capsys.readouterr().err.split())
     assert "method_cfg.lambda_NCE: 1.0 -> 2.0" in err
     expected = "bench " + " ".join(changed + ["--restart"])
@@ -149,7 +149,7 @@ def test_a_started_run_names_resume_and_restart(tmp_path, capsys):
     (run_dir / "metrics.json").unlink()  # as if killed after a checkpoint, before the final scores
     capsys.readouterr()
     cmd = _run("--methods", "cut", "--dataset", "toy")
-    assert main(cmd) == 1
+    assert main(cmd) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "bench " + " ".join(cmd + ["--resume"]) in err and "bench " + " ".join(cmd + ["--restart"]) in err
     assert main(cmd + ["--resume"]) == 0
