@@ -254,7 +254,7 @@ def test_import_writes_per_dataset_never_overwrites_and_is_tracked_for_tables(tm
     path = tmp_path / "latest_net_G.pth"
     torch.save(src.nets["netG"].state_dict(), path)
     cmd = ["import", "cut", str(path), "--preset", "smoke", "--dataset", "toy", "--set", "eval.metrics=swd",
-           "--set", "eval.n_test=2"]
+           "--set", "train.select_metric=swd", "--set", "eval.n_test=2"]
     assert main(cmd) == 0
     assert main(cmd) == 0  # a second import of the same file: a new folder, the first one untouched
     folders = sorted(p.name for p in (tmp_path / "runs/imported/toy/cut").iterdir())
