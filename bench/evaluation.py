@@ -26,6 +26,17 @@ from bench.official import EPOCH_RULES, TEST_SETS, official_loop
 log = logging.getLogger(__name__)
 
 N_QUALITATIVE = 8
+#: Logged during training when the selection metric cannot be computed here (no Inception weights offline).
+FALLBACK_EVAL_METRICS = ("swd",)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning the first time in this process, debug afterwards (evaluations repeat every few epochs)."""
+    (log.debug if message in _WARNED else log.warning)(message)
+    _WARNED.add(message)
 
 
 @dataclass
@@ -106,14 +117,15 @@ def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
 class Evaluator:
     """Scores a method on the test split; caches the reference images of the run on disk."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB") -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB",
+                 data: EvalData | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = device
         self.direction = direction
         #: The dataset direction this evaluator scores (the run's, or its reverse for a two-way method's B->A).
         self.dataset_direction = cfg.data.direction if direction == "AtoB" else _reverse(cfg)
-        self.data = load_eval_data(cfg, self.dataset_direction)
+        self.data = data if data is not None else load_eval_data(cfg, self.dataset_direction)
         self.sub = "" if direction == "AtoB" else "BtoA/"
         self.reference_dir = self.run_dir / "eval" / f"{self.sub}reference"
         self._write_reference()
@@ -169,7 +181,7 @@ class Evaluator:
         try:
             return compute()
         except DataError as exc:
-            log.warning("metrics %s unavailable: %s", ", ".join(names), exc)
+            _warn_once(f"metrics {', '.join(names)} unavailable: {exc}")
             return {m: MetricResult.missing(m, str(exc)) for m in names}
 
     # ----------------------------------------------------------------- quick eval during training
@@ -181,10 +193,19 @@ class Evaluator:
         fakes = torch.cat([f for f, _ in self.translate_batches(method, list(range(count)))])
         res = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(metric,), **self._metrics_kwargs()),
                             (metric,))[metric]
-        if res.value is None:
-            log.warning("in-training %s unavailable: %s", metric, res.unavailable)
-            return {}
-        return {metric: float(res.value)}
+        if res.value is not None:
+            return {metric: float(res.value)}
+        _warn_once(f"in-training {metric} unavailable: {res.unavailable}")
+        # Still log a curve: the first eval-time metric that needs no feature-network weights (SWD). It is only
+        # recorded (eval/<name>), never used to select the best checkpoint.
+        for other in FALLBACK_EVAL_METRICS:
+            if other == metric:
+                continue
+            alt = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(other,),
+                                                 **self._metrics_kwargs()), (other,))[other]
+            if alt.value is not None:
+                return {other: float(alt.value)}
+        return {}
 
     def sample_grid(self, method, n: int = N_QUALITATIVE) -> torch.Tensor:
         """inputs | outputs (| ground truth) for the first n test inputs, as one uint8 image."""
@@ -216,6 +237,9 @@ class Evaluator:
             save_png(to_uint8(item["image"][None])[0], qual_dir / "inputs" / f"{stem}.png")
             (qual_dir / "outputs").mkdir(parents=True, exist_ok=True)
             (qual_dir / "outputs" / f"{stem}.png").write_bytes((fake_dir / f"{stem}.png").read_bytes())
+            if self.data.aligned:  # the ground truth of that input, for the figures' last column
+                truth = self.data.targets[i]
+                save_png(to_uint8(truth["image"][None])[0], qual_dir / "targets" / f"{stem}.png")
 
         names = wanted_metrics(cfg, type(method), self.dataset_direction)
         kinds: dict[str, list[str]] = {}

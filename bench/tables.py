@@ -70,7 +70,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
     """
     import pandas as pd
 
-    from bench.tracking import TAG_PROTOCOL_PREFIX, make_client
+    from bench.tracking import TAG_KIND, TAG_PROTOCOL_PREFIX, make_client
 
     client = client or make_client(tracking_uri)
     experiments = client.search_experiments(max_results=50000)
@@ -113,17 +113,28 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
             "unavailable": {k[len("bench.unavailable."):]: v for k, v in tags.items()
                             if k.startswith("bench.unavailable.")},
+            "kind": tags.get(TAG_KIND, "benchmark"),
         })
-    columns = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+#: The columns of `load_runs` (also of an empty frame when there is no tracking store).
+RUN_COLUMNS = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
                "trial", "swept", "setting", "status", "mlflow_status", "error", "start_time", "run_dir", "metrics",
-               "protocols", "unavailable"]
-    return pd.DataFrame(rows, columns=columns)
+               "protocols", "unavailable", "kind"]
+
+
+def no_runs():
+    """An empty `load_runs` frame."""
+    import pandas as pd
+
+    return pd.DataFrame([], columns=RUN_COLUMNS)
 
 
 def finished_runs(runs):
     """Finished runs, the latest per (method, dataset, direction, preset, study, setting, seed) (re-runs replace)."""
     done = runs[(runs["status"] == RUN_STATUS_FINISHED) & (runs["mlflow_status"] == "FINISHED")]
-    key = ["method", "dataset", "direction", "preset", "study", "setting", "seed"]
+    key = ["method", "dataset", "direction", "preset", "study", "setting", "seed", "kind"]
     done = done.sort_values("start_time")
     dropped = len(done) - len(done.drop_duplicates(key, keep="last"))
     if dropped:
@@ -242,7 +253,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
         done = done[done["study"] == ""].copy()
         if options.methods:
             done = done[done["method"].isin(options.methods)]
-        done["_kind"] = "method"
+        # Imported official checkpoints (`bench import --dataset`) are rows of their own beside the method's runs.
+        done["_kind"] = ["import" if k == "import" else "method" for k in done["kind"]] if len(done) else []
     multi_preset = done["preset"].nunique() > 1 if len(done) else False
     multi_method_study = options.study is not None and done[done["_kind"] == "study"]["method"].nunique() > 1
 
@@ -254,6 +266,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
             label = (f"{label}: {shown}" if shown else label) if multi_method_study or not setting else setting
         elif kind == "baseline":
             label = f"{label} (baseline)"
+        elif kind == "import":
+            label = f"{label} (official checkpoint)"
         return f"{label} [{preset}]" if multi_preset else label
 
     if options.published and published is None:
@@ -318,7 +332,7 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
     return Table(cells=cells, options=options, footnotes=notes.texts, title=title)
 
 
-_KIND_ORDER = {"method": 0, "study": 0, "baseline": 1, "published": 2}
+_KIND_ORDER = {"method": 0, "study": 0, "import": 1, "baseline": 1, "published": 2}
 
 
 def _natural(text: str) -> tuple:
