@@ -8,10 +8,12 @@ Schema (what `bench.train` writes and `bench.tables` / `bench.plots` read):
   study trials carry the tag `mlflow.parentRunId`.
 - tags `bench.kind` (benchmark / study / trial / import / reproduce: every run has one), `bench.method`,
   `bench.dataset`, `bench.direction`, `bench.seed`, `bench.preset`, `bench.study`, `bench.trial`,
-  `bench.git_commit`, `bench.run_dir`, `bench.config_hash`, `bench.status` (running/finished/failed/pruned/killed),
+  `bench.git_commit`, `bench.run_dir`, `bench.config_hash`, `bench.status`
+  (running/finished/failed/pruned/killed/replaced; `bench.replaced_by` names the run that replaced it),
   `bench.device` (the device used), `bench.overrides` (the non-default settings), `bench.swept` (JSON dict),
   `bench.protocol.<metric>.<field>` (short flat values; the full fingerprints are the `protocol.json` artifact),
-  MLflow's context tags (`mlflow.source.name`, `mlflow.source.type`, `mlflow.user`, `mlflow.source.git.commit`).
+  MLflow's context tags (`mlflow.source.name`, `mlflow.source.type`, `mlflow.user`, `mlflow.source.git.commit`);
+  imported official checkpoints carry `bench.kind=import` and `bench.import.source`.
 - params: the flattened resolved config (`method.<field>`, `data.<field>`, `train.<field>`, `eval.<field>`), with
   resolved values where the config holds a sentinel (`eval.n_test` = images scored, not 0).
 - metrics: `train/<loss>` (step = iteration), `eval/<metric>` (step = epoch), and the summary `last/<metric>`,
@@ -19,7 +21,8 @@ Schema (what `bench.train` writes and `bench.tables` / `bench.plots` read):
   (a summary is one number, not a point on a curve). Keys carry the unit (`kid_x100`, `swd_x1e3`, `psnr_db`,
   `miou_pct`): `metric_key` / `bench_key` convert, from the metric catalogue.
 - images (`log_image`, step = epoch): `samples` (the sample grid of every evaluation), `test/<stem>` (test
-  translations); artifacts: `config.json`, `metrics.json`, `protocol.json`, `test/{inputs,outputs}/<stem>.png`.
+  translations); artifacts: `config.json`, `metrics.json`, `protocol.json`, `test/{inputs,outputs}/<stem>.png`
+  (and `test/targets/`, the ground truth, for aligned datasets).
 - inputs: the dataset (`log_input`: name, root, split sizes, content digest).
 """
 
@@ -215,6 +218,26 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (relative paths against the cwd), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).expanduser()
+
+
+def absolute_uri(uri: str | None) -> str:
+    """The resolved URI with a relative sqlite path made absolute (valid from any working directory)."""
+    uri = resolve_tracking_uri(uri)
+    path = sqlite_path(uri)
+    return f"sqlite:///{path.resolve()}" if path is not None and not path.is_absolute() else uri
+
+
+def missing_store(uri: str | None) -> Path | None:
+    """The sqlite file a read-only command would open when it does not exist (opening would create an empty one)."""
+    path = sqlite_path(resolve_tracking_uri(uri))
+    return path.resolve() if path is not None and not path.is_file() else None
+
+
 def run_name(method: str, seed: int, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
              suffix: str | None = None) -> str:
     """The run name of the schema: `<method>/<preset>/seed<N>`, then `+<hash>` when settings differ from the
@@ -288,7 +311,7 @@ def make_client(tracking_uri: str | None = None):
     """An `MlflowClient` for the resolved URI; a bad or unreachable URI is a UsageError naming it."""
     from mlflow import MlflowClient
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = absolute_uri(tracking_uri)  # MLflow caches stores by URI: a relative path would follow cwd changes
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     try:
@@ -365,7 +388,7 @@ class Tracker:
         """
         from mlflow.exceptions import MlflowException
 
-        uri = resolve_tracking_uri(tracking_uri)
+        uri = absolute_uri(tracking_uri)
         client = make_client(uri)
         kind = kind or (tags or {}).get(TAG_KIND)
         if (kind is not None or not run_id) and kind not in KINDS:  # a resumed run keeps the kind it has

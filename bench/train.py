@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +81,53 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run trains: items and batches per epoch, epochs, iterations, and the iteration budget."""
+
+    n_items: int
+    n_batches: int
+    epochs: int
+    iterations: int
+    budget: int
+
+
+def schedule_length(cfg: RunConfig, n_train: int, method_budget: int = 0) -> Schedule:
+    """The schedule of `cfg` on `n_train` training items (what the Trainer runs; also for cost estimates)."""
+    mc = cfg.method_cfg
+    n_items = n_train if not cfg.data.max_train else min(cfg.data.max_train, n_train)
+    # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
+    n_batches = n_items // mc.batch_size if mc.batch_size > 1 else n_items
+    epochs = mc.total_epochs
+    # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
+    # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
+    budgets = [b for b in (cfg.train.max_iters, method_budget) if b]
+    budget = min(budgets) if budgets else 0
+    if budget and n_batches:
+        epochs = min(epochs, math.ceil(budget / n_batches))
+    iterations = epochs * n_batches
+    if budget:
+        iterations = min(iterations, budget)
+    return Schedule(n_items, n_batches, epochs, iterations, budget)
+
+
+#: After this many iterations the loop measures its speed; it says how long the rest takes when that is over
+#: ETA_REPORT_SECONDS.
+ETA_AFTER_ITERATIONS = 3
+ETA_REPORT_SECONDS = 600.0
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.4 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Trainer:
     """Runs one method on one dataset for its schedule, evaluating and checkpointing along the way."""
 
@@ -91,24 +139,14 @@ class Trainer:
         self.on_eval = on_eval
         mc = method.cfg
         self.batch_size = mc.batch_size
-        n_items = len(train_ds) if not cfg.data.max_train else min(cfg.data.max_train, len(train_ds))
-        self.n_items = n_items
-        # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
-        self.n_batches = n_items // self.batch_size if self.batch_size > 1 else n_items
+        sched = schedule_length(cfg, len(train_ds), method.max_iterations())
+        self.n_items, self.n_batches = sched.n_items, sched.n_batches
         if self.n_batches < 1:
             from bench.errors import DataError
 
-            raise DataError(f"{cfg.dataset}: {n_items} training items cannot fill one batch of {self.batch_size}")
-        self.total_epochs = mc.total_epochs
-        # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
-        # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
-        budgets = [b for b in (cfg.train.max_iters, method.max_iterations()) if b]
-        self.iteration_budget = min(budgets) if budgets else 0
-        if self.iteration_budget:
-            self.total_epochs = min(self.total_epochs, math.ceil(self.iteration_budget / self.n_batches))
-        self.total_iterations = self.total_epochs * self.n_batches
-        if self.iteration_budget:
-            self.total_iterations = min(self.total_iterations, self.iteration_budget)
+            raise DataError(f"{cfg.dataset}: {self.n_items} training items cannot fill one batch of {self.batch_size}")
+        self.iteration_budget = sched.budget
+        self.total_epochs, self.total_iterations = sched.epochs, sched.iterations
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
@@ -201,6 +239,7 @@ class Trainer:
             progress.start(total=self.total_iterations, completed=min(self.total_iterations, st.iteration),
                            epochs=self.total_epochs, epoch=st.epoch)
         means: dict[str, float] = {}
+        t0, it0 = time.perf_counter(), st.iteration
         m.train()
         while st.epoch <= self.total_epochs:
             epoch = st.epoch
@@ -226,6 +265,8 @@ class Trainer:
                     self.tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=st.iteration)
                 if progress:  # every iteration: the bar's speed and ETA stay current on slow runs
                     progress.update(completed=st.iteration, epoch=epoch, losses=means)
+                if st.iteration - it0 == ETA_AFTER_ITERATIONS:
+                    self._log_eta(time.perf_counter() - t0, st.iteration - it0)
                 if cfg.train.save_every and st.iteration % cfg.train.save_every == 0 and st.batch_pos < self.n_batches:
                     self.save()
                 if max_iters and st.iteration >= max_iters:
@@ -246,6 +287,21 @@ class Trainer:
         st.finished = True
         self.save()
         return st
+
+    def _log_eta(self, seconds: float, done: int) -> None:
+        """Once per run, after a few iterations: the measured time per iteration and what the rest will take,
+        when that is long (a paper-sized run on a CPU: the hint names the CPU-sized preset)."""
+        per_iter = seconds / max(1, done)
+        remaining = per_iter * (self.total_iterations - self.state.iteration)
+        if remaining < ETA_REPORT_SECONDS:
+            return
+        hint = ""
+        if self.method.device.type == "cpu" and self.cfg.preset == "paper":
+            hint = ("; on a CPU, --preset smoke is the CPU-sized run (minutes), Ctrl-C stops this one "
+                    "(--resume continues it)")
+        log.warning("%s/%s/seed%d: %.2f s/iteration measured; %d iterations left, about %s%s", self.cfg.method,
+                    self.cfg.dataset, self.cfg.seed, per_iter, self.total_iterations - self.state.iteration,
+                    format_duration(remaining), hint)
 
     def _lr(self) -> float:
         first = next(iter(self.method.optimizers.values()))
@@ -276,6 +332,7 @@ class Trainer:
             progress.phase(None)
         if scores:
             self.tracker.log_metrics(tracking_metrics(scores, "eval"), step=epoch)
+        if metric in scores:
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
                 st.best = {"epoch": epoch, "value": value}
@@ -285,7 +342,7 @@ class Trainer:
             st.best = {"epoch": epoch, "value": float("nan")}
             self.save_best(epoch, float("nan"))
         atomic_write_json(self.run_dir / "history.json", st.history)
-        if self.on_eval is not None and scores:
+        if self.on_eval is not None and metric in scores:
             self.on_eval(epoch, scores)
 
 

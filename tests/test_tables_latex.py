@@ -89,7 +89,8 @@ def _variants(runs) -> dict[str, str]:
                                                            datasets=("horse2zebra", "afhq")), runs=runs), "latex"),
         "table_one_column": render(build_table(TableOptions(metrics=("fid",), datasets=("horse2zebra",)),
                                                runs=runs), "latex"),
-        "table_study_view": render(build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True),
+        "table_study_view": render(build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True,
+                                                            select="best"),
                                                runs=runs), "latex"),
     }
     for name, (study, spec) in (("study_sweep", _sweep_study()), ("study_grid", _grid_study())):
