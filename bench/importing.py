@@ -110,8 +110,6 @@ def import_checkpoint(method_name: str, path: Path, *, net: str | None, out: Pat
 
 def track_import(cfg, target: Path, source: Path, net: str, scores: dict) -> str | None:
     """One finished MLflow run for an imported checkpoint: its scores as both `last/` and `best/` (one checkpoint)."""
-    import json
-
     from bench.runner import _flatten_results, git_commit, write_tracking_record
     from bench.tracking import (TAG_DATASET, TAG_DIRECTION, TAG_GIT_COMMIT, TAG_KIND, TAG_METHOD, TAG_PRESET,
                                 TAG_RUN_DIR, TAG_SEED, Tracker, protocol_tags)

@@ -394,11 +394,20 @@ def _count_pruned(pruned, method: str, setting: str, dataset: str) -> int:
 
 
 def citation(source: str, paper: str) -> str:
-    """The paper a published number comes from, as a reader cites it: the parenthesised reference of `source`
-    ('shared/papers/003_x.txt (Hu et al., QS-Attn, CVPR 2022) Table 1' -> 'Hu et al., QS-Attn, CVPR 2022'),
-    never the internal file it was copied from; the paper id when the source names none."""
-    found = re.findall(r"\(([^()]*\d{4}[^()]*)\)", source or "")
-    return found[0].split(";")[0].strip() if found else paper
+    """The paper a published number comes from, as a reader cites it, never the internal file it was copied from:
+    'Hu et al., QS-Attn ..., CVPR 2022 (arXiv 2203.08483) Table 1' -> the same without 'Table 1' (the note names
+    the table); 'shared/papers/003_x.txt (Hu et al., QS-Attn, CVPR 2022) Table 1' -> 'Hu et al., QS-Attn, CVPR 2022';
+    the paper id when the source names nothing."""
+    text = (source or "").strip()
+    head = text.split(" ", 1)[0]
+    if "/" in head or re.search(r"\.(txt|md|pdf|csv)$", head):  # an internal file first: its parenthesised reference
+        found = re.findall(r"\(([^()]*\d{4}[^()]*)\)", text)
+        return found[0].split(";")[0].strip() if found else paper
+    cited = re.match(r"[^()]*\([^()]*\d{4}[^()]*\)", text)  # up to '(arXiv 2203.08483)': what comes after is where
+    if cited:                                              # in the paper (named by the note) and how it was read
+        return cited.group(0).strip()
+    text = re.split(r"[\s,;]+(?:Table|Tab\.|Fig\.|Figure|Sec\.)\s", text)[0]
+    return text.strip() or paper
 
 
 def published_note(paper: str, table: str, source: str) -> str:

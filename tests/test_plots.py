@@ -160,7 +160,7 @@ def test_plot_says_what_it_could_not_draw_and_draws_another_eval_metric(tmp_path
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for seed in (0, 1):
-        t = Tracker.start(tracking_uri=uri, experiment="toy", run_name=f"cut/seed{seed}",
+        t = Tracker.start(tracking_uri=uri, experiment="toy", run_name=f"cut/seed{seed}", kind="benchmark",
                           tags={"bench.method": "cut", "bench.dataset": "toy", "bench.seed": seed,
                                 "bench.preset": "smoke", "bench.unavailable.fid": "no FID Inception weights found"})
         for epoch in (1, 2):

@@ -185,7 +185,7 @@ def test_study_table_puts_published_numbers_beside_reproduced_ones():
     assert "| num_patches | Method | horse2zebra FID↓ | paper | Δ |" in md
     assert "| 64<sup>1</sup> | QS-Attn (Global) | **51.0 ± 1.0** (n=3) | 47.9 | +3.1 |" in md
     assert "| 64<sup>1</sup> | CUT | 56.0 ± 1.0 (n=3) | 52.6 | +3.4 |" in md
-    assert "Published: Hu et al., QS-Attn, CVPR 2022, Table 5." in md
+    assert "Published: Hu et al., QS-Attn: Query-Selected Attention for Contrastive Learning in I2I Translation, CVPR 2022 (arXiv 2203.08483), Table 5." in md
     latex = render(table, "latex")
     assert r"\bfseries 51.0 \pm 1.0" in latex and r"\toprule" in latex and "S[table-format=" in latex
     toy = spec.with_options(dataset="toy")
