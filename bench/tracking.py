@@ -133,10 +133,11 @@ def git_commit() -> str:
 def source_name(argv: list[str] | None = None) -> str:
     """What started the run, as the MLflow UI's Source column shows it: 'bench run --methods cut ...'."""
     argv = list(sys.argv if argv is None else argv)
-    head = Path(argv[0]).name if argv else "python"
-    if head in ("bench", "__main__.py", "-m") or head.startswith("bench"):
+    path = Path(argv[0]) if argv else Path("python")
+    head = path.parent.name if path.name == "__main__.py" else path.name  # `python -m bench.cli`: the package
+    if head in ("bench", "cli") and "bench" in path.parts or head.startswith("bench"):
         return truncate(" ".join(["bench", *argv[1:]]), 500)
-    return truncate(head, 500)
+    return truncate(" ".join([head, *argv[1:]]), 500)
 
 
 def context_tags() -> dict[str, str]:

@@ -239,7 +239,12 @@ def _failed(cfg, exc):
     return RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", cfg.run_dir, error=f"{type(exc).__name__}: {exc}")
 
 
-def _reporter(enabled: bool, total_runs: int, interval: float | None):
+def _progress(enabled: bool, total_runs: int | None = None, interval: float | None = None):
+    """The progress reporter other commands running many runs use (`bench reproduce`); see `_reporter`."""
+    return _reporter(enabled, total_runs, interval)
+
+
+def _reporter(enabled: bool, total_runs: int | None, interval: float | None):
     """A rich bar per run on a terminal, plain progress lines every `interval` s otherwise (bench.progress)."""
     if not enabled:
         return None
