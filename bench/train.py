@@ -94,24 +94,30 @@ class Trainer:
             from bench.errors import DataError
 
             raise DataError(f"{cfg.dataset}: {n_items} training items cannot fill one batch of {self.batch_size}")
-        self.total_epochs = mc.total_epochs
-        # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
-        # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
-        budgets = [b for b in (cfg.train.max_iters, method.max_iterations()) if b]
+        # The schedule: epochs, or an iteration budget (NICE-GAN, MUNIT) that sets the number of epochs
+        # whatever the dataset size; train.max_iters may stop either earlier (bench.schedule records the cut).
+        own_budget = method.max_iterations()
+        self.total_epochs = math.ceil(own_budget / self.n_batches) if own_budget else mc.total_epochs
+        self.planned_iterations = own_budget or self.total_epochs * self.n_batches
+        budgets = [b for b in (cfg.train.max_iters, own_budget) if b]
         self.iteration_budget = min(budgets) if budgets else 0
         if self.iteration_budget:
             self.total_epochs = min(self.total_epochs, math.ceil(self.iteration_budget / self.n_batches))
-        self.total_iterations = self.total_epochs * self.n_batches
-        if self.iteration_budget:
-            self.total_iterations = min(self.total_iterations, self.iteration_budget)
+        self.total_iterations = min(self.planned_iterations, self.iteration_budget or self.planned_iterations)
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
         self.schedulers: dict[str, LambdaLR] = {}
 
     # ----------------------------------------------------------------- data
+    def order(self, epoch: int) -> np.ndarray:
+        """The epoch's item order: shuffled here, unless the dataset draws its own (stream sampling modes)."""
+        if getattr(self.ds, "shuffled", True):
+            return epoch_order(self.cfg.seed, epoch, self.n_items)
+        return np.arange(self.n_items)
+
     def batch_at(self, epoch: int, pos: int) -> dict[str, Any]:
-        order = epoch_order(self.cfg.seed, epoch, self.n_items)
+        order = self.order(epoch)
         idx = order[pos * self.batch_size:(pos + 1) * self.batch_size]
         return collate([self.ds[int(i)] for i in idx])
 
@@ -165,7 +171,7 @@ class Trainer:
             epoch = st.epoch
             m.on_epoch_start(epoch)
             self.ds.set_epoch(epoch, jitter=m.data_jitter(epoch))
-            order = epoch_order(cfg.seed, epoch, self.n_items)
+            order = self.order(epoch)
             while st.batch_pos < self.n_batches:
                 idx = order[st.batch_pos * self.batch_size:(st.batch_pos + 1) * self.batch_size]
                 batch = collate([self.ds[int(i)] for i in idx])

@@ -7,13 +7,21 @@ from pathlib import Path
 
 def register(sub) -> None:
     """Add `methods` and `import`."""
-    sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    p = sub.add_parser("methods", help="list registered methods, or print one method's official recipe")
+    p.add_argument("--recipe", metavar="METHOD", help="print the per-dataset recipe the `paper` preset uses, with "
+                                                      "the official source of each value")
+    p.add_argument("--dataset", help="with --recipe: only this dataset")
+    p.set_defaults(func=cmd_methods)
     add_import_parser(sub)
 
 
 def cmd_methods(args) -> int:
     """One block per method: name, kind, official code and licence, then the paper."""
     import methods as registry
+
+    if getattr(args, "recipe", None):
+        print(format_recipe(args.recipe, args.dataset))
+        return 0
 
     for name in registry.names():
         try:
@@ -26,6 +34,45 @@ def cmd_methods(args) -> int:
         print(f"{name:22s} {kind:20s} {cls.official_code}  [{cls.licence}]")
         print(f"{'':22s} {cls.citation}")
     return 0
+
+
+def format_recipe(method: str, dataset: str | None = None) -> str:
+    """The `paper` preset of `method` per dataset: command, then every recipe value with its source.
+
+    Values from the dataset's own script/config are marked `*`, settings of an every-dataset command `+`.
+    """
+    import methods as registry
+    from bench.data import get_spec
+    from methods.base import CODE_DEFAULTS
+    from methods.recipes import DATASETS
+
+    cls = registry.get(method)
+    recipe = cls.RECIPE
+    if recipe is None:
+        return f"{method}: no recipe declared"
+    if dataset is not None:
+        get_spec(dataset)  # validates the name
+    names = [dataset] if dataset else list(DATASETS)
+    lines = [f"{method}: {cls.official_code}; `--preset paper` runs, per dataset (* = that dataset's own script/config, "
+             f"+ = the every-dataset command; the rest are code defaults, all of `--preset {CODE_DEFAULTS}`):"]
+    if recipe.test is not None:
+        lines.append(f"  test: {recipe.test.value}  [{recipe.test.source}]")
+    for name in names:
+        lines.append("")
+        lines.append(f"{name}: {recipe.command(name)}")
+        own = recipe.for_dataset(name)
+        if own is not None and own.note:
+            lines.append(f"  note: {own.note}")
+        cfg = cls.make_config("paper", dataset=name)
+        settings = recipe.settings(name)
+        width = max(len(k) for k in settings)
+        for key in sorted(settings):
+            setting, origin = settings[key]
+            mark = {"dataset": "*", "all": "+"}.get(origin, " ")
+            value = getattr(cfg, key)
+            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+            lines.append(f"  {mark} {key:<{width}}  {shown:<14} {setting.source}")
+    return "\n".join(lines)
 
 
 def cmd_import(args) -> int:
