@@ -1,9 +1,17 @@
-"""`bench import`: load an official generator checkpoint into our nets (strict key and shape check).
+"""`bench import`: load official checkpoint files into our nets (strict key and shape check), optionally score.
 
-Official repositories save `net.state_dict()` per network as `<epoch>_net_<name>.pth` (e.g. `latest_net_G_A.pth`);
-pretrained releases often hold just the generator (`horse2zebra.pth`). Keys match ours by construction
-(methods use the official attribute and module names), so loading is strict; the only tolerated difference is
-the InstanceNorm running statistics that PyTorch < 0.4 wrote (the official loader drops them too).
+Official repositories save their nets in three layouts, all read with `weights_only=True`:
+- one net's `state_dict()` per file, `<epoch>_net_<name>.pth` (CycleGAN, pix2pix, CUT family, BicycleGAN;
+  pretrained releases often hold just the generator, `horse2zebra.pth`);
+- NICE-GAN: one `<dataset>_params_latest.pt` (or `_params_<step>.pt`) dict with gen2B, gen2A, disA, disB, both
+  optimisers and start_iter;
+- MUNIT: `gen_<iter>.pt` = {'a': gen_a, 'b': gen_b} and `dis_<iter>.pt` = {'a': dis_a, 'b': dis_b}.
+The method splits its own multi-net files (`Method.official_entries`). Keys match ours by construction (methods
+use the official attribute and module names), so loading is strict; tolerated extras, dropped: the InstanceNorm
+running statistics PyTorch < 0.4 wrote (the official loader drops them too) and thop's `total_ops` /
+`total_params` bookkeeping buffers, which NICE-GAN's `thop.profile` calls leave in disA and gen2B.
+A score needs every net its translation uses (`Method.scoring_keys`): with fewer imported, `bench import`
+refuses in one line naming the missing nets, instead of scoring nets at random init.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 
@@ -18,24 +27,36 @@ from bench.errors import CheckpointError, UsageError
 
 log = logging.getLogger(__name__)
 
+#: Buffers that are bookkeeping, not weights: old InstanceNorm statistics and thop's profiling counters.
+_STALE_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+_THOP = ("total_ops", "total_params")
 
-def read_official_state(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from an official .pth (weights_only; strips DataParallel's `module.`)."""
+
+def _load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a weights-only state dict ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: cannot read as a weights-only checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _tensor_dict(path: Path, sd: Any, what: str = "") -> dict[str, torch.Tensor]:
+    """A plain state dict of tensors (strips DataParallel's `module.`), or CheckpointError naming the file."""
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors")
+        raise CheckpointError(f"{path}{what}: not a state dict of tensors")
     return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
+def read_official_state(path: Path) -> dict[str, torch.Tensor]:
+    """A plain state dict from an official single-net .pth (weights_only; strips DataParallel's `module.`)."""
+    return _tensor_dict(path, _load(path))
+
+
 def guess_net(method, path: Path, net: str | None) -> str:
-    """The net a file holds: explicit, from `_net_<X>.pth`, else the method's first generator."""
+    """The net a single-net file holds: explicit, from `_net_<X>.pth`, else the method's first generator."""
     if net:
         if net not in method.nets:
             raise UsageError(f"--net {net!r}: {method.name} has nets {', '.join(method.nets)}")
@@ -46,14 +67,12 @@ def guess_net(method, path: Path, net: str | None) -> str:
     return method.generator_keys()[0]
 
 
-def load_official_into(method, path: Path, net: str | None = None) -> str:
-    """Load an official checkpoint into `method.nets[net]`; returns the net name. Strict keys and shapes."""
-    name = guess_net(method, path, net)
+def load_state_into(method, name: str, sd: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Strictly load `sd` into `method.nets[name]`, dropping only the known bookkeeping extras."""
     module = method.nets[name]
-    sd = read_official_state(path)
     own = module.state_dict()
-    stale = [k for k in sd if k not in own and k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    for k in stale:
+    sd = dict(sd)
+    for k in [k for k in sd if k not in own and (k.endswith(_STALE_SUFFIXES) or k.rsplit(".", 1)[-1] in _THOP)]:
         sd.pop(k)
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -62,20 +81,54 @@ def load_official_into(method, path: Path, net: str | None = None) -> str:
         detail = "; ".join(f"{label}: {', '.join(keys[:5])}{' …' if len(keys) > 5 else ''}"
                            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)) if keys)
         raise CheckpointError(f"{path} does not fit {method.name}.{name} with this config ({detail}); "
-                              "check --preset/--set (e.g. ngf, n_blocks, norm) match the checkpoint")
+                              "check --preset/--set (e.g. ngf, n_blocks, norm, light) match the checkpoint")
     module.load_state_dict(sd)
-    return name
 
 
-def import_checkpoint(method_name: str, path: Path, *, net: str | None, out: Path, dataset: str | None,
+def load_official_file(method, path: Path, net: str | None = None) -> list[str]:
+    """Load one official file (any of the three layouts) into `method`; returns the nets it filled."""
+    raw = _load(path)
+    entries = method.official_entries(path, raw) if isinstance(raw, dict) else None
+    if entries is None:
+        name = guess_net(method, path, net)
+        load_state_into(method, name, _tensor_dict(path, raw), path)
+        return [name]
+    if net:
+        raise UsageError(f"--net {net}: {path.name} holds {', '.join(entries)}; --net applies to single-net files")
+    for name, sd in entries.items():
+        if name not in method.nets:
+            raise CheckpointError(f"{path}: entry {name!r} is not a net of {method.name} ({', '.join(method.nets)})")
+        load_state_into(method, name, _tensor_dict(path, sd, f" [{name}]"), path)
+    return list(entries)
+
+
+def load_official_into(method, path: Path, net: str | None = None) -> str:
+    """Load an official single-net checkpoint into `method.nets[net]`; returns the net name (strict)."""
+    return load_official_file(method, path, net)[0]
+
+
+def check_scorable(method, loaded: list[str], paths: list[Path], direction: str = "AtoB") -> None:
+    """UsageError naming the nets a score of `direction` needs that no imported file held."""
+    need = method.scoring_keys(direction)
+    missing = [k for k in need if k not in loaded]
+    if missing:
+        files = ", ".join(p.name for p in paths)
+        raise UsageError(f"cannot score {method.name}: {direction} needs {', '.join(need)} but {files} held "
+                         f"{', '.join(loaded) or 'nothing'}; also import {', '.join(missing)} (pass its file too)")
+
+
+def import_checkpoint(method_name: str, path: Path | list[Path], *, net: str | None, out: Path, dataset: str | None,
                       data_root: str | None, direction: str | None, preset: str, overrides: list[str],
                       device: str, inception_weights: str | None) -> Path:
-    """Import an official generator; with `dataset`, also translate and score its test split."""
+    """Import official checkpoint file(s); with `dataset`, also translate and score its test split."""
     import methods
     from bench.checkpoint import atomic_write_json, save_checkpoint
     from bench.config import parse_set
     from bench.runner import build_run_config, resolve_device
 
+    paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
+    if net and len(paths) > 1:
+        raise UsageError("--net names the net of one file; with several files each is matched by its name/layout")
     over = parse_set(overrides)
     if dataset:
         cfg = build_run_config(method_name, dataset, 0, preset, over, data_root=data_root, direction=direction,
@@ -85,19 +138,24 @@ def import_checkpoint(method_name: str, path: Path, *, net: str | None, out: Pat
         cfg, method_cfg = None, methods.get(method_name).make_config(preset, over)
     dev = resolve_device(device)
     method = methods.get(method_name)(method_cfg, device=dev)
-    name = load_official_into(method, path, net)
-    target = Path(out) / method_name / path.stem
+    loaded: list[str] = []
+    for p in paths:
+        loaded += [n for n in load_official_file(method, p, net) if n not in loaded]
+    if cfg is not None:
+        check_scorable(method, loaded, paths)  # before anything is written
+    target = Path(out) / method_name / paths[0].stem
     target.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(target / "imported.pt", {"method": {"nets": {name: method.nets[name].state_dict()}},
-                                             "source": str(path), "net": name})
-    log.info("loaded %s into %s.%s (%d parameters)", path, method_name, name,
-             sum(p.numel() for p in method.nets[name].parameters()))
+    save_checkpoint(target / "imported.pt", {"method": {"nets": {n: method.nets[n].state_dict() for n in loaded}},
+                                             "source": [str(p) for p in paths], "nets": loaded})
+    log.info("loaded %s into %s (%s; %d parameters)", ", ".join(map(str, paths)), method_name, ", ".join(loaded),
+             sum(p.numel() for n in loaded for p in method.nets[n].parameters()))
     if cfg is not None:
         from bench.evaluation import Evaluator
 
         method.eval()
         scores = Evaluator(cfg, target, dev).full(method, "imported")
-        atomic_write_json(target / "metrics.json", {"method": method_name, "dataset": dataset, "source": str(path),
+        atomic_write_json(target / "metrics.json", {"method": method_name, "dataset": dataset,
+                                                    "source": [str(p) for p in paths], "nets": loaded,
                                                     "imported": scores})
         for k, v in scores["metrics"].items():
             log.info("%s = %s", k, v.get("value") if v.get("value") is not None else f"unavailable ({v.get('unavailable')})")

@@ -219,6 +219,24 @@ class Method:
         """Nets needed to translate (what `bench import` loads and `best.pt` must contain)."""
         return [k for k in self.nets if k.startswith("netG")]
 
+    def scoring_keys(self, direction: str = "AtoB") -> list[str]:
+        """Nets a score of `direction` depends on: `bench import` refuses to score until all were imported.
+
+        Two-way methods named like the official code (netG_A: A->B, netG_B: B->A) need one generator per
+        direction; NICE-GAN, MUNIT and BicycleGAN override this.
+        """
+        keys = self.generator_keys()
+        if self.two_way and set(keys) == {"netG_A", "netG_B"}:
+            return ["netG_A" if direction == "AtoB" else "netG_B"]
+        return keys
+
+    def official_entries(self, path, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Split an official checkpoint file that holds several nets into {net: state dict}.
+
+        None: the file is one net's plain state dict (the CycleGAN/CUT `<epoch>_net_<name>.pth` files).
+        """
+        return None
+
 
 def set_requires_grad(nets, flag: bool) -> None:
     """Freeze or unfreeze the parameters of one net or a list of nets."""

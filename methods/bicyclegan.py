@@ -454,6 +454,10 @@ class BicycleGAN(Pix2PixNoise):
         mu = out[0] if c.vae else out
         return {"z_L1": c.lambda_z * F.l1_loss(mu, z)}
 
+    def scoring_keys(self, direction: str = "AtoB") -> list[str]:
+        """G translates; E gives the encoded reconstruction score (the official release ships both files)."""
+        return ["netG", "netE"]
+
     @torch.no_grad()
     def encode(self, B: torch.Tensor) -> torch.Tensor:
         """μ of E(B) in eval mode (the official test's "encoded" sample uses μ, no noise)."""

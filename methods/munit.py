@@ -44,6 +44,7 @@ from MUNIT's, recorded in `describe()`). Nothing is downloaded; without weights,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -389,3 +390,11 @@ class MUNIT(Method):
 
     def generator_keys(self) -> list[str]:
         return ["gen_a", "gen_b"]
+
+    def official_entries(self, path, state):
+        """The official `gen_<iter>.pt` ({'a': gen_a, 'b': gen_b}) and `dis_<iter>.pt` ({'a': dis_a, 'b': dis_b}),
+        told apart by the file name. Follows MUNIT@a82e222:trainer.py MUNIT_Trainer.save/resume."""
+        if not (isinstance(state.get("a"), dict) and isinstance(state.get("b"), dict)):
+            return None
+        kind = "dis" if Path(path).name.startswith("dis") else "gen"
+        return {f"{kind}_a": state["a"], f"{kind}_b": state["b"]}

@@ -288,6 +288,16 @@ class NICEGAN(Method):
         # The encoders are part of the discriminators, so translating needs all four nets.
         return ["gen2B", "gen2A", "disA", "disB"]
 
+    def scoring_keys(self, direction: str = "AtoB") -> list[str]:
+        """A->B: disA's encoder and gen2B; B->A: disB's encoder and gen2A."""
+        return ["disA", "gen2B"] if direction == "AtoB" else ["disB", "gen2A"]
+
+    def official_entries(self, path, state):
+        """The official `<dataset>_params_<step>.pt` / `_params_latest.pt`: one dict holding gen2B, gen2A, disA,
+        disB (+ both optimisers and start_iter, ignored). Follows NICE-GAN-pytorch@1b114f1:NICE.py save/load."""
+        nets = {k: state[k] for k in self.generator_keys() if isinstance(state.get(k), dict)}
+        return nets or None
+
 
 class NICEGANLight(NICEGAN):
     """NICE-GAN with the light generator: γ, β from the globally pooled code (8.1 M instead of 276 M)."""

@@ -78,7 +78,7 @@ def format_recipe(method: str, dataset: str | None = None) -> str:
 def cmd_import(args) -> int:
     from bench.importing import import_checkpoint
 
-    out = import_checkpoint(args.method, Path(args.checkpoint), net=args.net, out=Path(args.out),
+    out = import_checkpoint(args.method, [Path(c) for c in args.checkpoint], net=args.net, out=Path(args.out),
                             dataset=args.dataset, data_root=args.data_root, direction=args.direction,
                             preset=args.preset, overrides=args.overrides, device=args.device or "auto",
                             inception_weights=args.inception_weights)
@@ -87,9 +87,11 @@ def cmd_import(args) -> int:
 
 
 def add_import_parser(sub) -> None:
-    p = sub.add_parser("import", help="load an official generator checkpoint (and optionally evaluate it)")
+    p = sub.add_parser("import", help="load official checkpoint files (and optionally evaluate them)")
     p.add_argument("method")
-    p.add_argument("checkpoint", help="official .pth file, e.g. latest_net_G.pth or latest_net_G_A.pth")
+    p.add_argument("checkpoint", nargs="+",
+                   help="official file(s): latest_net_G.pth, latest_net_G_A.pth, NICE-GAN's <dataset>_params_latest.pt, "
+                        "MUNIT's gen_<iter>.pt (+ dis_<iter>.pt); every net a score needs must be among them")
     p.add_argument("--net", help="which net the file holds (default: from the file name, else the generator)")
     p.add_argument("--dataset", help="evaluate the imported generator on this dataset's test split")
     p.add_argument("--data-root")
