@@ -11,7 +11,7 @@ DAG sampling (discriminator-attention-guided): per image draw `num_patches × ov
 candidates, keep the `num_patches × (1 − random_ratio)` with the lowest D score (most fake-looking; D's
 30×30 map resized bilinearly to the layer) and add `num_patches × random_ratio` uniformly random positions.
 
-Presets: `paper` (RECIPE; `bench methods --recipe enco`) = the README's training command, the one that
+`paper` preset (RECIPE; `bench methods --recipe enco`) = the training command of README.md, the one that
 produced the paper's numbers, on every dataset (the README gives it for Cityscapes and no other):
 `python train.py --model enco --nce_layers 3,7,13,18,24,28 --batch_size 1 --n_epochs 100 --n_epochs_decay 100
 --lambda_IDT 10 --lambda_NCE 2 --netF mlp_sample_with_DAG --lr_G 5e-5 --lr_F 5e-5 --lr_D 2e-4

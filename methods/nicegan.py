@@ -20,7 +20,7 @@ needs, whatever the dataset size (a 400-image dataset runs 750 epochs), and the 
 second half as in the official loop. `n_epochs`/`n_epochs_decay` are not used. A smaller budget
 (`--set iterations=N`, a preset, `train.max_iters`) is recorded as a cut schedule (bench.schedule).
 
-Data (`paper` preset, RECIPE; `bench methods --recipe nicegan`; every dataset runs the README's
+Data (`paper` preset, RECIPE; `bench methods --recipe nicegan`; every dataset runs README.md's
 `python main.py --dataset <name>`): the official loader's Compose order, RandomHorizontalFlip -> torchvision
 `Resize((img_size + 30, img_size + 30))`, whose default filter is bilinear -> RandomCrop(img_size), so 286 ->
 256 bilinear with the flip first; test `Resize((img_size, img_size))` bilinear. A and B come from two shuffled

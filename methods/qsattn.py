@@ -9,6 +9,10 @@ sampling of the QS layers changes (methods/nets/attention.py): on the last two N
 official `feat_id >= 3`) the 256 positions whose source-attention rows have the lowest entropy become the
 queries, and those rows route both the source and the translated features.
 
+`paper` preset (RECIPE; `bench methods --recipe qsattn_global`): the README's
+`python train.py --dataroot=datasets/horse2zebra --name=horse2zebra_global --QS_mode=global` (the mode per
+registry name), i.e. the code defaults, on every dataset; the repository has no per-dataset scripts.
+
 Ablation switches (paper Tables 3-5): `qs_select` entropy | random | maxmean, `qs_route` (off: raw
 features at the selected positions), `qs_route_domain` cross | self, `num_patches` (queries: 64/128/
 256/512), `qs_layers` (generator layers that get QS-Attn; all five with `qs_max_size` pooling is Table 4
