@@ -20,6 +20,8 @@ produced the paper's numbers, on every dataset (the README gives it for Cityscap
 `--netF cam_mlp_sample` is unimplemented, so the DAG head `mlp_sample_with_DAG` is what runs either way).
 The README command has no `--direction`: in its own Cityscapes layout (A = photo) that trains photo->label;
 bench keeps the dataset's direction (label2photo, the direction the paper reports).
+Not affected by torch 2.14.1's instance-norm gradient bug (README; benchmarks/instance_norm_gradients.py: the
+official arithmetic and bench's give equal generator gradients).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ the flags the script leaves commented and the README names for the learned simil
 --augment`: `augment` is on, and, as in the official loader, the colour jitter is drawn on the 8-bit training
 crop (after its flip) and handed to the step as the extra images `A_aug`/`B_aug` (bench.data). The maintainers
 add that the learned version wants `--patch_size 32` (F-LSeSim issue #1); the script's 64 is kept.
+Not affected by torch 2.14.1's instance-norm gradient bug (README; benchmarks/instance_norm_gradients.py: equal
+generator gradients for FSeSim and LSeSim).
 """
 
 from __future__ import annotations

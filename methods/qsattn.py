@@ -34,6 +34,11 @@ Checked against the official PatchSampleF of all three modes (float64, same MLP 
 and 2): equal samples and equal gradients on source and target features; and against the official QSModel
 (64 px, one step): equal losses. (On torch >= 2 the official local module fails at batch size 1: its
 `.view` of the gathered values needs `.reshape`.)
+On torch 2.14.1 (CPU) the official code's generator gradients are wrong in the global and local+global modes
+(plain nn.InstanceNorm2d at batch size 1 receives PatchNCE's channels_last-strided gradient; README, measured by
+benchmarks/instance_norm_gradients.py: relative error 1.12 and 1.22 at 128 px, ngf 32) and right in the local
+mode (2.3e-6; 4.4e-3 at 64 px, ngf 16); bench's instance norms make the gradient contiguous, so a side-by-side
+comparison on this torch must patch the official side for global and local+global.
 """
 
 from __future__ import annotations
