@@ -104,7 +104,8 @@ class Evaluator:
         size, crop = mc.test_resize
         return {"dataset": self.cfg.dataset, "direction": self.cfg.data.direction or "default",
                 "translation": self.direction, "reference_split": "test", "image_size": crop or size,
-                "test_resize": f"{mc.resize_filter} {mc.resize_aspect} {size}" + (f", centre crop {crop}" if crop else ""),
+                "test_resize": f"{mc.resize_filter} {mc.resize_aspect} {size}"
+                               + (f", centre crop {crop}" if crop else ""),
                 "fake_format": "png (uint8, floor as tensor2im)"}
 
     def _metrics_kwargs(self) -> dict[str, Any]:

@@ -38,7 +38,8 @@ def _load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a weights-only checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: cannot read as a weights-only checkpoint "
+                              f"({type(exc).__name__}: {exc})") from None
 
 
 def _tensor_dict(path: Path, sd: Any, what: str = "") -> dict[str, torch.Tensor]:

@@ -49,9 +49,7 @@ def generator_gradients(name: str, size: int, ngf: int, official: bool) -> dict[
     torch.manual_seed(0)
     m = methods.build(name, preset="smoke", **over)
     g = torch.Generator().manual_seed(1)
-    batch = {"A": torch.rand(1, 3, size, size, generator=g) * 2 - 1, "B": torch.rand(1, 3, size, size, generator=g) * 2 - 1,
-             "A_aug": torch.rand(1, 3, size, size, generator=g) * 2 - 1,
-             "B_aug": torch.rand(1, 3, size, size, generator=g) * 2 - 1}
+    batch = {key: torch.rand(1, 3, size, size, generator=g) * 2 - 1 for key in ("A", "B", "A_aug", "B_aug")}
     m.setup(batch)
     grads: dict[str, torch.Tensor] = {}
     opt = m.optimizers["G"]

@@ -17,8 +17,8 @@ taken from the generator pass that made the fakes instead of a second pass over 
 (`nce_reuse_source_features`, off re-encodes like the official code).
 On torch 2.14.1 (CPU) the official code's generator gradients are wrong in this configuration (plain
 nn.InstanceNorm2d at batch size 1 receives PatchNCE's channels_last-strided gradient; README, measured by
-benchmarks/instance_norm_gradients.py: relative error 1.25 (CUT) and 0.83 (FastCUT) at 128 px, ngf 32); bench's instance norms make the
-gradient contiguous, so a side-by-side comparison on this torch must patch the official side.
+benchmarks/instance_norm_gradients.py: relative error 1.25 (CUT) and 0.83 (FastCUT) at 128 px, ngf 32); bench's
+instance norms make the gradient contiguous, so a side-by-side comparison on this torch must patch the official side.
 """
 
 from __future__ import annotations

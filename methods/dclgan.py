@@ -34,8 +34,8 @@ agrees to 1e-10 for both methods; parameters agree to 1e-11 except conv biases i
 whose gradient is zero up to rounding and which Adam's first step amplifies (<2e-9).
 On torch 2.14.1 (CPU) the official code's generator gradients are wrong in this configuration (plain
 nn.InstanceNorm2d at batch size 1 receives PatchNCE's channels_last-strided gradient; README, measured by
-benchmarks/instance_norm_gradients.py: relative error 1.03 (DCLGAN) and 1.04 (SimDCL) at 128 px, ngf 32); bench's instance norms make the
-gradient contiguous, so a side-by-side comparison on this torch must patch the official side.
+benchmarks/instance_norm_gradients.py: relative error 1.03 (DCLGAN) and 1.04 (SimDCL) at 128 px, ngf 32); bench's
+instance norms make the gradient contiguous, so a side-by-side comparison on this torch must patch the official side.
 """
 
 from __future__ import annotations

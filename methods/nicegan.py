@@ -76,8 +76,8 @@ RECIPE = Recipe(
                                                               "DataLoaders re-created when exhausted")),
               "batch_size": Setting(1, src(NICER, "main.py", "--batch_size"))},
     default_command=src(NICER, "README.md", "python main.py --dataset <dataset> (main.py defaults)"),
-    test=Setting("resize to img_size x img_size (256), bilinear", src(NICER, _BUILD, "test_transform: Resize((img_size, "
-                                                                                  "img_size))")),
+    test=Setting("resize to img_size x img_size (256), bilinear",
+                 src(NICER, _BUILD, "test_transform: Resize((img_size, img_size))")),
 )
 
 

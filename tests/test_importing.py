@@ -28,7 +28,8 @@ def with_thop_buffers(net: torch.nn.Module) -> dict:
 
 
 def nicegan_params_file(tmp_path, legacy: bool = False):
-    """NICE.py save(): {gen2B, gen2A, disA, disB, D_optimizer, G_optimizer, start_iter}; profile() ran on disA, gen2B."""
+    """NICE.py save(): {gen2B, gen2A, disA, disB, D_optimizer, G_optimizer, start_iter}; thop's profile() ran on
+    disA and gen2B, so their state dicts carry its buffers."""
     torch.manual_seed(1)
     src = methods.build("nicegan", preset="smoke")
     src.setup(None)

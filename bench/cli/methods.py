@@ -53,8 +53,9 @@ def format_recipe(method: str, dataset: str | None = None) -> str:
     if dataset is not None:
         get_spec(dataset)  # validates the name
     names = [dataset] if dataset else list(DATASETS)
-    lines = [f"{method}: {cls.official_code}; `--preset paper` runs, per dataset (* = that dataset's own script/config, "
-             f"+ = the every-dataset command; the rest are code defaults, all of `--preset {CODE_DEFAULTS}`):"]
+    lines = [f"{method}: {cls.official_code}; `--preset paper` runs, per dataset (* = that dataset's own "
+             f"script/config, + = the every-dataset command; the rest are code defaults, all of "
+             f"`--preset {CODE_DEFAULTS}`):"]
     if recipe.test is not None:
         lines.append(f"  test: {recipe.test.value}  [{recipe.test.source}]")
     for name in names:
@@ -90,8 +91,9 @@ def add_import_parser(sub) -> None:
     p = sub.add_parser("import", help="load official checkpoint files (and optionally evaluate them)")
     p.add_argument("method")
     p.add_argument("checkpoint", nargs="+",
-                   help="official file(s): latest_net_G.pth, latest_net_G_A.pth, NICE-GAN's <dataset>_params_latest.pt, "
-                        "MUNIT's gen_<iter>.pt (+ dis_<iter>.pt); every net a score needs must be among them")
+                   help="official file(s): latest_net_G.pth, latest_net_G_A.pth, NICE-GAN's "
+                        "<dataset>_params_latest.pt, MUNIT's gen_<iter>.pt (+ dis_<iter>.pt); every net a score "
+                        "needs must be among them")
     p.add_argument("--net", help="which net the file holds (default: from the file name, else the generator)")
     p.add_argument("--dataset", help="evaluate the imported generator on this dataset's test split")
     p.add_argument("--data-root")
