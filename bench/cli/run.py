@@ -16,7 +16,9 @@ def register(sub) -> None:
                    help="method names, or 'all' for every method that fits the dataset (see `bench methods`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `bench data list`)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N", help="seeds (default: 0)")
-    p.add_argument("--preset", default="paper", help="paper (official settings, 256 px; for GPUs) or smoke (CPU-sized)")
+    p.add_argument("--preset", default="paper",
+                   help="paper (the official recipe for the dataset, 256 px; for GPUs; `bench methods --recipe "
+                        "METHOD`), code-defaults (the official code's defaults) or smoke (CPU-sized)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a method field (lambda_NCE=2), or data.*, train.*, eval.*; repeatable")
     p.add_argument("--data-root", help="dataset folder in its official layout (default: $BENCH_DATA_ROOT/<name> or the cache)")
