@@ -36,6 +36,10 @@ class CheckpointError(BenchError):
     """A checkpoint is missing, truncated, corrupt or incompatible (names the file)."""
 
 
+class TrainingDiverged(BenchError):
+    """A loss or a weight became non-finite (nan/inf): the run stops as failed and is never scored."""
+
+
 class MetricUnavailable(BenchError):
     """A metric cannot be computed here (e.g. its weights are absent); the reason is the message."""
 

@@ -1,9 +1,11 @@
 """Evaluation of a trained method on a dataset's test split: translate, write PNGs, score.
 
-Which metrics a run reports depends on the dataset and the method (DESIGN.md §5): FID + KID + SWD for every
-translation; L1/PSNR/SSIM against ground truth for aligned datasets; segmentation scores for Cityscapes
-labels->photo when DRN weights are given; LPIPS diversity (and BicycleGAN's reconstruction error) for
-multimodal methods. Every number carries its protocol fingerprint (bench.metrics).
+Which metrics a run scores is decided by data (bench.metrics.catalog `scope`), never by dataset or method names
+here: every translation gets the scope-"always" metrics (FID, KID, SWD); aligned datasets add the scope-"aligned"
+ones (L1/PSNR/SSIM against ground truth); a dataset spec lists scope-"dataset" metrics per direction
+(`DatasetSpec.eval_metrics`: Cityscapes' DRN scores for label->photo); a method declares the scope-"method"
+metrics it supports (`Method.extra_metrics`: LPIPS diversity, BicycleGAN's reconstruction error). `eval.metrics`
+narrows that set. Every number carries its protocol fingerprint (bench.metrics).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from typing import Any
 import torch
 
 from bench.config import RunConfig
+from bench.errors import ConfigError, closest
 from bench.images import grid, save_png, to_uint8
+from bench.metrics import catalog
 
 log = logging.getLogger(__name__)
 
-UNPAIRED_METRICS = ("fid", "kid", "swd")
-PAIRED_METRICS = ("l1", "psnr", "ssim")
-SEG_METRICS = ("miou", "pixel_acc", "class_acc")
 N_QUALITATIVE = 8
 
 
@@ -49,27 +50,54 @@ def load_eval_data(cfg: RunConfig, direction: str | None = None) -> EvalData:
                     aligned=bool(spec.aligned))
 
 
-def wanted_metrics(cfg: RunConfig, method, data: EvalData) -> list[str]:
-    """The metrics this run calls for (or the user's explicit list)."""
-    if cfg.eval.metrics:
-        return list(cfg.eval.metrics)
-    names = list(UNPAIRED_METRICS)
-    if data.aligned:
-        names += PAIRED_METRICS
-    if cfg.dataset == "cityscapes" and _is_label_to_photo(cfg):
-        names += SEG_METRICS
-    if method.multimodal:
-        names.append("lpips_diversity")
-        if hasattr(method, "reconstruct") and data.aligned:
-            names.append("recon_l1")
-    return names
-
-
-def _is_label_to_photo(cfg: RunConfig) -> bool:
+def run_metrics(dataset: str, direction: str | None, method_cls) -> tuple[str, ...]:
+    """Every metric a run of `method_cls` on `dataset` in `direction` can score (catalogue scopes)."""
     from bench.data import get_spec
 
-    spec = get_spec(cfg.dataset)
-    return spec.normalize_direction(cfg.data.direction) == spec.default_direction
+    spec = get_spec(dataset)
+    return catalog.scored(aligned=bool(spec.aligned), dataset=spec.dataset_metrics(direction),
+                          method=method_cls.extra_metrics)
+
+
+def wanted_metrics(cfg: RunConfig, method_cls, direction: str | None = None) -> list[str]:
+    """The metrics this run scores in `direction` (default: the run's): `eval.metrics` if given, else all it can.
+
+    `eval.metrics` was checked against the run's direction (`check_metrics`); a two-way method's reverse direction
+    may offer fewer (Cityscapes photo->label has no DRN scores), and those are left out there.
+    """
+    available = run_metrics(cfg.dataset, direction or cfg.data.direction, method_cls)
+    if cfg.eval.metrics:
+        return [m for m in cfg.eval.metrics if m in available]
+    return list(available)
+
+
+def check_metrics(cfg: RunConfig, method_cls) -> None:
+    """ConfigError (naming the key, the value and what is accepted) for `eval.metrics` and `train.select_metric`
+    values that this run cannot score; called when the run config is built, before data or networks."""
+    available = run_metrics(cfg.dataset, cfg.data.direction, method_cls)
+    where = f"{cfg.method} on {cfg.dataset} {cfg.data.direction or ''}".rstrip()
+    for m in cfg.eval.metrics:
+        if m in catalog.REFUSED:
+            raise ConfigError(f"eval.metrics={m}: {catalog.REFUSED[m]}")
+        if m not in catalog.CATALOG:
+            raise ConfigError(f"eval.metrics={m}: unknown metric{closest(m, available)}; accepted for {where}: "
+                              f"{', '.join(available)}")
+        if m not in available:
+            scope = catalog.CATALOG[m].scope
+            why = {"aligned": "needs an aligned dataset", "dataset": "only where the dataset spec lists it for the "
+                   "direction", "method": "only for methods that declare it",
+                   "published": "a published-only number"}.get(scope, scope)
+            raise ConfigError(f"eval.metrics={m}: not scored for {where} ({why}); accepted: {', '.join(available)}")
+    scored = cfg.eval.metrics or available
+    selectable = [m for m in scored if catalog.CATALOG[m].eval_time]
+    select = cfg.train.select_metric
+    if select not in selectable:
+        if not selectable:
+            raise ConfigError(f"train.select_metric={select}: eval.metrics={','.join(scored)} has no metric the "
+                              f"training loop can score; add one of {', '.join(catalog.names(eval_time=True))}")
+        hint = closest(select, selectable) if select not in catalog.CATALOG else ""
+        raise ConfigError(f"train.select_metric={select}: accepted (scored during training for {where}): "
+                          f"{', '.join(selectable)}{hint}")
 
 
 def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
@@ -85,7 +113,9 @@ class Evaluator:
         self.run_dir = Path(run_dir)
         self.device = device
         self.direction = direction
-        self.data = load_eval_data(cfg, None if direction == "AtoB" else _reverse(cfg))
+        #: The dataset direction this evaluator scores (the run's, or its reverse for a two-way method's B->A).
+        self.dataset_direction = cfg.data.direction if direction == "AtoB" else _reverse(cfg)
+        self.data = load_eval_data(cfg, self.dataset_direction)
         self.sub = "" if direction == "AtoB" else "BtoA/"
         self.reference_dir = self.run_dir / "eval" / f"{self.sub}reference"
         self._write_reference()
@@ -188,26 +218,31 @@ class Evaluator:
             (qual_dir / "outputs").mkdir(parents=True, exist_ok=True)
             (qual_dir / "outputs" / f"{stem}.png").write_bytes((fake_dir / f"{stem}.png").read_bytes())
 
-        names = wanted_metrics(cfg, method, self.data)
+        names = wanted_metrics(cfg, type(method), self.dataset_direction)
+        kinds: dict[str, list[str]] = {}
+        for m in names:
+            kinds.setdefault(catalog.get(m).kind, []).append(m)
         results: dict[str, Any] = {}
-        dist = [m for m in names if m in UNPAIRED_METRICS]
+        dist = kinds.get("distribution")
         if dist:
             results.update(self._guarded(lambda: evaluate(self.reference_dir, fake_dir, metrics=tuple(dist),
                                                           **self._metrics_kwargs()), dist))
-        pair = [m for m in names if m in PAIRED_METRICS]
+        pair = kinds.get("paired")
         if pair and self.data.aligned:
             # Ground truth of exactly the translated inputs (eval.n_test may translate a subset).
             fakes = sorted(fake_dir.glob("*.png"))
             truth = [self.reference_dir / f.name for f in fakes]
             results.update(self._guarded(lambda: paired_scores(truth, fakes, metrics=tuple(pair)), pair))
-        seg = [m for m in names if m in SEG_METRICS]
+        seg = kinds.get("segmentation")
         if seg:
-            results.update(self._segmentation(fake_dir))
-        if "lpips_diversity" in names:
-            results["lpips_diversity"] = self._lpips(method)
-        if "recon_l1" in names:
+            scores = self._segmentation(fake_dir)
+            results.update({m: scores[m] for m in seg})
+        for m in kinds.get("diversity", ()):  # several samples per input: Method.sample_z
+            results[m] = self._lpips(method)
+        for m in kinds.get("reconstruction", ()):  # B from A and E(B): Method.reconstruct
             # e.g. BicycleGAN maps tested at 512 px, which its 256-px encoder cannot read: unavailable, with why.
-            results["recon_l1"] = self._guarded(lambda: {"recon_l1": self._recon(method)}, ["recon_l1"])["recon_l1"]
+            results[m] = self._guarded(lambda: {m: self._recon(method)}, [m])[m]
+        results = {m: results[m] for m in names if m in results}
         return {"metrics": {k: v.to_dict() for k, v in results.items()}, "n_test": n, "fake_dir": str(fake_dir)}
 
     def _segmentation(self, fake_dir: Path):

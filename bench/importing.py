@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 
 from bench.errors import CheckpointError, UsageError
+from bench.weights import as_state_dict, load_state_dict, load_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +33,9 @@ _STALE_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 _THOP = ("total_ops", "total_params")
 
 
-def _load(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a weights-only checkpoint "
-                              f"({type(exc).__name__}: {exc})") from None
-
-
-def _tensor_dict(path: Path, sd: Any, what: str = "") -> dict[str, torch.Tensor]:
-    """A plain state dict of tensors (strips DataParallel's `module.`), or CheckpointError naming the file."""
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}{what}: not a state dict of tensors")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
-
-
 def read_official_state(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from an official single-net .pth (weights_only; strips DataParallel's `module.`)."""
-    return _tensor_dict(path, _load(path))
+    """A plain state dict from an official .pth (bench.weights: weights_only, `state_dict` and `module.` removed)."""
+    return load_state_dict(path)
 
 
 def guess_net(method, path: Path, net: str | None) -> str:
@@ -88,18 +70,18 @@ def load_state_into(method, name: str, sd: Mapping[str, torch.Tensor], path: Pat
 
 def load_official_file(method, path: Path, net: str | None = None) -> list[str]:
     """Load one official file (any of the three layouts) into `method`; returns the nets it filled."""
-    raw = _load(path)
+    raw = load_weights_file(path)
     entries = method.official_entries(path, raw) if isinstance(raw, dict) else None
     if entries is None:
         name = guess_net(method, path, net)
-        load_state_into(method, name, _tensor_dict(path, raw), path)
+        load_state_into(method, name, as_state_dict(raw, path), path)
         return [name]
     if net:
         raise UsageError(f"--net {net}: {path.name} holds {', '.join(entries)}; --net applies to single-net files")
     for name, sd in entries.items():
         if name not in method.nets:
             raise CheckpointError(f"{path}: entry {name!r} is not a net of {method.name} ({', '.join(method.nets)})")
-        load_state_into(method, name, _tensor_dict(path, sd, f" [{name}]"), path)
+        load_state_into(method, name, as_state_dict(sd, f"{path} [{name}]"), path)
     return list(entries)
 
 

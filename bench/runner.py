@@ -66,6 +66,7 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     """Paper defaults of `method` -> preset -> overrides, validated, plus data/train/eval sections."""
     import methods
     from bench.data import get_spec
+    from bench.evaluation import check_metrics
 
     cls = methods.get(method)
     spec = get_spec(dataset)  # validates the name
@@ -88,9 +89,12 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     data_over["direction"] = spec.normalize_direction(data_over.get("direction"))
     built = {name: build_section(SECTIONS[name], over) for name, over in
              (("data", data_over), ("train", train_over), ("eval", eval_over))}
-    return RunConfig(method=method, dataset=dataset, seed=int(seed), preset=preset, method_cfg=method_cfg,
-                     out=str(out), tracking_uri=tracking_uri, study=study, trial=trial,
-                     run_name_suffix=run_name_suffix, **built)
+    cfg = RunConfig(method=method, dataset=dataset, seed=int(seed), preset=preset, method_cfg=method_cfg,
+                    out=str(out), tracking_uri=tracking_uri, study=study, trial=trial,
+                    run_name_suffix=run_name_suffix, **built)
+    # What is scored depends on dataset, direction and method together: checked here, before data or networks.
+    check_metrics(cfg, cls)
+    return cfg
 
 
 def method_fits(method: str, dataset: str) -> str | None:
@@ -246,7 +250,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=last_epoch)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
         if cfg.eval.score_best and best_epoch != last_epoch:
-            load_best_into(method, run_dir)
+            load_best_into(method, run_dir, cfg)
             best = evaluator.full(method, "best")
         else:
             best = last

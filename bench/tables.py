@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from bench.errors import UsageError, closest
 from bench.metrics import catalog
-from bench.published import format_setting, in_bench_unit, parse_setting
+from bench.published import format_setting, in_bench_unit, method_label, method_order, parse_setting
 from bench.published import load as load_published
 from bench.published import pick as pick_published
 
@@ -31,22 +31,6 @@ METRIC_LABELS = {name: m.label for name, m in catalog.CATALOG.items()}
 #: How the papers scored (the protocol bench's fingerprints are compared with): pytorch-fid's Inception with
 #: its own bilinear resize, on 256x256 outputs of the whole test split, the best test-set epoch.
 PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": "best", "preset": "paper"}
-
-METHOD_LABELS = {"cyclegan": "CycleGAN", "cut": "CUT", "fastcut": "FastCUT", "dclgan": "DCLGAN", "simdcl": "SimDCL",
-                 "qsattn_global": "QS-Attn (Global)", "qsattn_local": "QS-Attn (Local)",
-                 "qsattn_local_global": "QS-Attn (Local+Global)", "enco": "EnCo", "fsesim": "FSeSim",
-                 "lsesim": "LSeSim", "pix2pix": "pix2pix", "pix2pix_noise": "pix2pix+noise", "cae_gan": "cAE-GAN",
-                 "cvae_gan": "cVAE-GAN", "cvae_gan_pp": "cVAE-GAN++", "clr_gan": "cLR-GAN",
-                 "bicyclegan": "BicycleGAN", "nicegan": "NICE-GAN", "nicegan_light": "NICE-GAN (light)",
-                 "munit": "MUNIT", "drit": "DRIT", "distancegan": "DistanceGAN", "selfdistance": "SelfDistance",
-                 "gcgan": "GcGAN", "crn": "CRN", "drpan": "DRPAN", "ground_truth": "Ground truth",
-                 "real_pairs": "Real pairs"}
-
-
-def method_label(method: str) -> str:
-    """The paper spelling of a method name ('qsattn_global' -> 'QS-Attn (Global)')."""
-    return METHOD_LABELS.get(method, method)
-
 
 # ------------------------------------------------------------------------------------------ runs from MLflow
 RUN_STATUS_FINISHED = "finished"
@@ -333,12 +317,6 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
 
 
 _KIND_ORDER = {"method": 0, "study": 0, "baseline": 1, "published": 2}
-_METHOD_ORDER = {name: i for i, name in enumerate(METHOD_LABELS)}
-
-
-def method_order(method: str) -> tuple:
-    """Sort key putting methods in the order of METHOD_LABELS (roughly the papers' order), unknown ones last."""
-    return (_METHOD_ORDER.get(method, len(_METHOD_ORDER)), method)
 
 
 def _natural(text: str) -> tuple:
@@ -350,7 +328,7 @@ def _natural(text: str) -> tuple:
 
 def _row_order(rec: Mapping[str, Any]) -> tuple:
     """Rows: reproduced (paper order of methods, then preset; study settings in natural order), baseline last."""
-    return (_KIND_ORDER.get(rec["kind"], 3), _METHOD_ORDER.get(rec["method"], len(_METHOD_ORDER)), rec["method"],
+    return (_KIND_ORDER.get(rec["kind"], 3), *method_order(rec["method"]),
             rec["preset"] != "paper", rec["preset"], _natural(rec["setting"]))
 
 

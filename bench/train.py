@@ -3,6 +3,10 @@
 It knows nothing about a particular method: it calls `method.setup`, `method.train_step`,
 `method.on_epoch_start`, `method.data_jitter` and `method.lr_lambda` (methods/base.py).
 
+Failure: a non-finite loss (checked every iteration) or weight (checked before every evaluation and checkpoint)
+stops the run with TrainingDiverged naming the iteration and the loss or weight, before anything is scored or
+saved. Resume refuses a `last.pt` written by another method or under other settings (its config hash).
+
 Reproducibility: the data a step sees is a pure function of (seed, epoch, position) (bench.data), every
 global RNG is checkpointed, evaluation runs with the RNGs saved and restored so it never perturbs training,
 and checkpoints are written atomically at epoch ends (and every `train.save_every` iterations). A run killed
@@ -26,6 +30,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from bench import seeding
 from bench.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
+from bench.errors import CheckpointError, TrainingDiverged
 from bench.images import save_png
 from bench.metrics.catalog import is_better
 
@@ -130,6 +135,7 @@ class Trainer:
         last = self.ckpt_dir / "last.pt"
         if resume and last.is_file():
             ckpt = load_checkpoint(last, map_location=self.method.device)
+            check_origin(ckpt, self.cfg, last)
             self.method.load_state_dict(ckpt["method"])
             for k, sd in ckpt["schedulers"].items():
                 self.schedulers[k].load_state_dict(sd)
@@ -139,20 +145,53 @@ class Trainer:
                      self.state.batch_pos, self.state.iteration)
 
     def save(self) -> None:
+        self.check_weights()
         save_checkpoint(self.ckpt_dir / "last.pt", {
             "method": self.method.state_dict(),
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "loop": self.state.to_dict(),
             "rng": seeding.rng_state(),
-            "config_hash": self.cfg.config_hash(),
+            **origin(self.cfg),
         })
 
     def save_best(self, epoch: int, value: float) -> None:
         save_checkpoint(self.ckpt_dir / "best.pt", {
             "method": {"nets": {k: v.state_dict() for k, v in self.method.nets.items()}},
             "epoch": epoch, "metric": self.cfg.train.select_metric, "value": value,
-            "config_hash": self.cfg.config_hash(),
+            **origin(self.cfg),
         })
+
+    # ----------------------------------------------------------------- divergence
+    def _where(self) -> str:
+        c = self.cfg
+        return f"{c.method}/{c.dataset}/seed{c.seed}"
+
+    def check_losses(self, losses: dict[str, Any], iteration: int, epoch: int) -> None:
+        """TrainingDiverged naming the first non-finite loss of `iteration` (one device sync per iteration)."""
+        if not losses:
+            return
+        values = [torch.as_tensor(v, device=self.method.device).detach().float().reshape(-1) for v in losses.values()]
+        if bool(torch.isfinite(torch.cat(values)).all()):
+            return
+        name, value = next((k, v) for k, v in zip(losses, values) if not bool(torch.isfinite(v).all()))
+        raise TrainingDiverged(f"{self._where()}: loss {name} = {float(value.flatten()[0])} at iteration {iteration} "
+                               f"(epoch {epoch}); the run stopped as failed and is not scored: lower the learning "
+                               "rate or check the loss weights")
+
+    def check_weights(self) -> None:
+        """TrainingDiverged naming the first non-finite parameter (before an evaluation or a checkpoint)."""
+        params = [(f"{net}.{name}", p) for net, module in self.method.nets.items()
+                  for name, p in module.named_parameters()]
+        if not params:
+            return
+        ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in params])  # one sync
+        if bool(ok.all()):
+            return
+        bad = params[int((~ok).nonzero()[0])][0]
+        st = self.state
+        raise TrainingDiverged(f"{self._where()}: weight {bad} is not finite after iteration {st.iteration} "
+                               f"(epoch {st.epoch}); the run stopped as failed and is not scored: lower the "
+                               "learning rate or check the loss weights")
 
     # ----------------------------------------------------------------- loop
     def run(self, progress=None) -> LoopState:
@@ -176,6 +215,7 @@ class Trainer:
                 idx = order[st.batch_pos * self.batch_size:(st.batch_pos + 1) * self.batch_size]
                 batch = collate([self.ds[int(i)] for i in idx])
                 losses = m.train_step(batch)
+                self.check_losses(losses, st.iteration + 1, epoch)
                 st.batch_pos += 1
                 st.iteration += 1
                 if m.schedule_unit == "iteration":
@@ -224,6 +264,7 @@ class Trainer:
         """Quick held-out evaluation + sample grid; updates best.pt; calls on_eval (may raise TrialPruned)."""
         cfg, st, m = self.cfg, self.state, self.method
         metric = cfg.train.select_metric
+        self.check_weights()
         with preserved_rng():
             m.eval()
             try:
@@ -250,9 +291,29 @@ class Trainer:
             self.on_eval(epoch, scores)
 
 
-def load_best_into(method, run_dir: Path) -> int:
-    """Load best.pt's nets into `method`; returns its epoch."""
-    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "best.pt", map_location=method.device)
+def origin(cfg: RunConfig) -> dict[str, str]:
+    """What a checkpoint records of the run that wrote it: the method and the config hash."""
+    return {"method_name": cfg.method, "config_hash": cfg.config_hash()}
+
+
+def check_origin(ckpt: dict[str, Any], cfg: RunConfig, path: Path) -> None:
+    """CheckpointError (one line) when `ckpt` was written by another method or under other settings."""
+    saved_method, saved_hash = ckpt.get("method_name"), ckpt.get("config_hash")
+    if saved_method is not None and saved_method != cfg.method:
+        raise CheckpointError(f"{path} is a checkpoint of {saved_method}, not of this {cfg.method} run; refusing to "
+                              "resume from it: remove it to start over, or use that method's run folder")
+    if saved_hash != cfg.config_hash():
+        raise CheckpointError(f"{path} was written under other settings (config hash {saved_hash}, this run "
+                              f"{cfg.config_hash()}; e.g. another size, schedule or loss weight); refusing to resume "
+                              "from it: resume with the settings it was written with, or start a new run")
+
+
+def load_best_into(method, run_dir: Path, cfg: RunConfig | None = None) -> int:
+    """Load best.pt's nets into `method` (refused when `cfg` is given and best.pt is not its own); returns its epoch."""
+    path = Path(run_dir) / "checkpoints" / "best.pt"
+    ckpt = load_checkpoint(path, map_location=method.device)
+    if cfg is not None:
+        check_origin(ckpt, cfg, path)
     for k, sd in ckpt["method"]["nets"].items():
         method.nets[k].load_state_dict(sd)
     return int(ckpt["epoch"])

@@ -253,3 +253,25 @@ def test_an_unavailable_metric_says_why_its_cell_is_empty(runs):
     note = table.footnotes[cell["marks"][0] - 1]
     assert note.endswith("not computed: segmentation weights absent")
     assert f"—<sup>{cell['marks'][0]}</sup>" in render(table, "md")
+
+
+def test_method_labels_live_on_the_registry_lines(monkeypatch):
+    """bench/tables.py kept its own label table; labels now come from methods/registry.py (and, for methods bench
+    does not train, from bench/published.py)."""
+    import dataclasses
+
+    import bench.tables as tables_mod
+    import methods.registry as registry
+    from bench.published import PUBLISHED_ONLY_LABELS, method_label, method_order
+
+    assert not hasattr(tables_mod, "METHOD_LABELS")
+    for name, entry in registry.METHODS.items():
+        assert entry.label and method_label(name) == entry.label == registry.label(name)
+    assert method_label("qsattn_global") == "QS-Attn (Global)" and method_label("drit") == "DRIT"
+    assert method_label("unknown_thing") == "unknown_thing"
+    assert not set(PUBLISHED_ONLY_LABELS) & set(registry.METHODS)
+    order = sorted(["drit", "munit", "cyclegan", "zzz"], key=method_order)
+    assert order == ["cyclegan", "munit", "drit", "zzz"]
+    renamed = {**registry.METHODS, "cut": dataclasses.replace(registry.METHODS["cut"], label="CUT*")}
+    monkeypatch.setattr(registry, "METHODS", renamed)
+    assert tables_mod.method_label("cut") == "CUT*"

@@ -84,13 +84,9 @@ def _parse_metrics(text: str | None) -> list[str] | None:
 
 
 def _parse_context(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--context {item!r}: use KEY=VALUE")
-        out[key.strip()] = value.strip()
-    return out
+    from bench.config import parse_set
+
+    return parse_set(items, flag="--context", example="direction=AtoB")
 
 
 def _parse_resolution(text: str) -> tuple[int, int]:

@@ -89,22 +89,12 @@ def add_subcommands(p: argparse.ArgumentParser) -> None:
     sb.set_defaults(func=cmd_submit)
 
 
-def _parse_set(items: list[str]) -> dict[str, str]:
-    """`--set key=value` items (bench.config's parser imports torch; status/table should not need it)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--set {item!r}: expected key=value (e.g. --set train.eval_every=5)")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _spec(args):
+    from bench.config import parse_set
     from bench.studies.spec import find_spec, load_spec
 
     spec = load_spec(find_spec(args.spec))
-    return spec.with_options(preset=args.preset, dataset=args.dataset, overrides=_parse_set(args.overrides),
+    return spec.with_options(preset=args.preset, dataset=args.dataset, overrides=parse_set(args.overrides),
                              seeds=tuple(args.seeds) if args.seeds else None, n_trials=args.n_trials,
                              storage=args.storage)
 
