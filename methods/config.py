@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from bench.data.transforms import ASPECTS, FILTERS, SAMPLINGS, Pipeline
+from bench.pipeline import ASPECTS, FILTER_NAMES, SAMPLINGS, Pipeline
 from bench.errors import ConfigError, closest
 
 
@@ -56,7 +56,7 @@ class MethodConfig:
 
     CHOICES: typing.ClassVar[dict[str, tuple]] = {
         "init_type": ("normal", "xavier", "kaiming", "orthogonal", "none"),
-        "resize_filter": tuple(FILTERS), "resize_aspect": ASPECTS, "sampling": SAMPLINGS,
+        "resize_filter": FILTER_NAMES, "resize_aspect": ASPECTS, "sampling": SAMPLINGS,
     }
     #: Fields that must be finite and > 0 where a config has them: learning rates and softmax temperatures
     #: (lr=0 never trains, nce_T=0 divides by zero). Every other float field must be finite (no nan/inf).

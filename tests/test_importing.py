@@ -14,7 +14,8 @@ from bench.cli import main
 from bench.errors import CheckpointError, UsageError
 from bench.importing import check_scorable, load_official_file
 
-SCORE = ["--dataset", "toy", "--preset", "smoke", "--set", "eval.metrics=swd", "--device", "cpu"]
+SCORE = ["--dataset", "toy", "--preset", "smoke", "--set", "eval.metrics=swd", "--set", "train.select_metric=swd",
+         "--device", "cpu"]
 
 
 def with_thop_buffers(net: torch.nn.Module) -> dict:

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from bench.errors import DataError
+from bench.pipeline import ASPECTS, DEFAULT_PIPELINE, FILTER_NAMES, SAMPLINGS, Pipeline  # noqa: F401  (re-exported)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -71,40 +72,7 @@ def load_image(ref: ImageRef) -> Image.Image:
 
 
 #: Resize filters by config name (PIL's; torchvision's Resize on PIL images calls PIL with these).
-FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
-#: square = (load, load) like CycleGAN's resize_and_crop; shorter_side = torchvision `Resize(int)` (MUNIT).
-ASPECTS = ("square", "shorter_side")
-#: How the unpaired B (and A) images are drawn; see bench.data.datasets.TranslationDataset.
-SAMPLINGS = ("random_b", "cycle", "zip")
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """The rule an official loader follows (see the module docstring); sizes are passed separately."""
-
-    filter: str = "bicubic"
-    aspect: str = "square"
-    #: Flip before resizing (torchvision Compose order of NICE-GAN and MUNIT) instead of after cropping.
-    flip_first: bool = False
-    sampling: str = "random_b"
-    #: LSeSim --augment: also return colour-jittered copies of the training crops (A_aug, B_aug).
-    color_jitter: bool = False
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("filter", self.filter, tuple(FILTERS)), ("aspect", self.aspect, ASPECTS),
-                                     ("sampling", self.sampling, SAMPLINGS)):
-            if value not in allowed:
-                raise DataError(f"pipeline {name}={value!r} is not one of {list(allowed)}")
-
-    def describe(self) -> str:
-        """One line for logs and protocol records, e.g. 'bilinear square resize, flip first'."""
-        parts = [f"{self.filter} {self.aspect.replace('_', '-')} resize"]
-        if self.flip_first:
-            parts.append("flip first")
-        return ", ".join(parts)
-
-
-DEFAULT_PIPELINE = Pipeline()
+FILTERS = {name: getattr(Image, name.upper()) for name in FILTER_NAMES}
 
 
 def resized_size(size: tuple[int, int], load_size: int, aspect: str = "square") -> tuple[int, int]:
