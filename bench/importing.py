@@ -11,7 +11,9 @@ use the official attribute and module names), so loading is strict; tolerated ex
 running statistics PyTorch < 0.4 wrote (the official loader drops them too) and thop's `total_ops` /
 `total_params` bookkeeping buffers, which NICE-GAN's `thop.profile` calls leave in disA and gen2B.
 A score needs every net its translation uses (`Method.scoring_keys`): with fewer imported, `bench import`
-refuses in one line naming the missing nets, instead of scoring nets at random init.
+refuses in one line naming the missing nets, instead of scoring nets at random init. An import is written to
+`<out>/<dataset>/<method>/<first file's stem>/` (never over an earlier one) and, when scored, tracked in MLflow
+with `bench.kind=import`.
 """
 
 from __future__ import annotations
@@ -100,14 +102,24 @@ def check_scorable(method, loaded: list[str], paths: list[Path], direction: str 
                          f"{', '.join(loaded) or 'nothing'}; also import {', '.join(missing)} (pass its file too)")
 
 
+def import_folder(out: Path, dataset: str | None, method: str, stem: str) -> Path:
+    """`<out>/<dataset>/<method>/<stem>`, or `<stem>-2`, `-3`... when an earlier import is there (never overwritten)."""
+    base = Path(out) / (dataset or "no-dataset") / method
+    target, n = base / stem, 2
+    while target.exists():
+        target, n = base / f"{stem}-{n}", n + 1
+    return target
+
+
 def import_checkpoint(method_name: str, path: Path | list[Path], *, net: str | None, out: Path, dataset: str | None,
                       data_root: str | None, direction: str | None, preset: str, overrides: list[str],
-                      device: str, inception_weights: str | None) -> Path:
-    """Import official checkpoint file(s); with `dataset`, also translate and score its test split."""
+                      device: str, inception_weights: str | None, tracking_uri: str | None = None) -> Path:
+    """Import official checkpoint file(s); with `dataset`, also translate and score its test split and track the
+    scores in MLflow (tag bench.kind=import), so `bench table` shows the official checkpoint beside the runs."""
     import methods
     from bench.checkpoint import atomic_write_json, save_checkpoint
     from bench.config import parse_set
-    from bench.runner import build_run_config, resolve_device
+    from bench.runner import build_run_config, preflight, resolve_device
 
     paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
     if net and len(paths) > 1:
@@ -115,8 +127,10 @@ def import_checkpoint(method_name: str, path: Path | list[Path], *, net: str | N
     over = parse_set(overrides)
     if dataset:
         cfg = build_run_config(method_name, dataset, 0, preset, over, data_root=data_root, direction=direction,
-                               out=str(out), device=device, inception_weights=inception_weights)
+                               out=str(out), device=device, inception_weights=inception_weights,
+                               tracking_uri=tracking_uri)
         method_cfg = cfg.method_cfg
+        preflight(cfg)  # the dataset is there before anything is written
     else:
         cfg, method_cfg = None, methods.get(method_name).make_config(preset, over)
     dev = resolve_device(device)
@@ -126,12 +140,12 @@ def import_checkpoint(method_name: str, path: Path | list[Path], *, net: str | N
         loaded += [n for n in load_official_file(method, p, net) if n not in loaded]
     if cfg is not None:
         check_scorable(method, loaded, paths)  # before anything is written
-    target = Path(out) / method_name / paths[0].stem
-    target.mkdir(parents=True, exist_ok=True)
+    target = import_folder(Path(out), dataset, method_name, paths[0].stem)
+    target.mkdir(parents=True)
     save_checkpoint(target / "imported.pt", {"method": {"nets": {n: method.nets[n].state_dict() for n in loaded}},
                                              "source": [str(p) for p in paths], "nets": loaded})
-    log.info("loaded %s into %s (%s; %d parameters)", ", ".join(map(str, paths)), method_name, ", ".join(loaded),
-             sum(p.numel() for n in loaded for p in method.nets[n].parameters()))
+    log.info("loaded %s into %s (%s; %d parameters); wrote %s", ", ".join(map(str, paths)), method_name,
+             ", ".join(loaded), sum(p.numel() for n in loaded for p in method.nets[n].parameters()), target)
     if cfg is not None:
         from bench.evaluation import Evaluator
 
@@ -142,4 +156,36 @@ def import_checkpoint(method_name: str, path: Path | list[Path], *, net: str | N
                                                     "imported": scores})
         for k, v in scores["metrics"].items():
             log.info("%s = %s", k, v.get("value") if v.get("value") is not None else f"unavailable ({v.get('unavailable')})")
+        track_import(cfg, target, paths, ", ".join(loaded), scores)
     return target
+
+
+def track_import(cfg, target: Path, source: Path | list[Path], net: str, scores: dict) -> str | None:
+    """One finished MLflow run for an imported checkpoint: its scores as both `last/` and `best/` (one checkpoint)."""
+    import json
+
+    from bench.runner import _flatten_results, git_commit, write_tracking_record
+    from bench.tracking import (TAG_DATASET, TAG_DIRECTION, TAG_GIT_COMMIT, TAG_KIND, TAG_METHOD, TAG_PRESET,
+                                TAG_PROTOCOL_PREFIX, TAG_RUN_DIR, TAG_SEED, Tracker)
+
+    tags = {TAG_METHOD: cfg.method, TAG_DATASET: cfg.dataset, TAG_SEED: "0", TAG_KIND: "import",
+            TAG_DIRECTION: cfg.data.direction or "default", TAG_PRESET: cfg.preset, TAG_GIT_COMMIT: git_commit(),
+            TAG_RUN_DIR: str(target.resolve()),
+            "bench.import.source": ", ".join(str(Path(p).resolve()) for p in
+                                             (source if isinstance(source, (list, tuple)) else [source])),
+            "bench.import.net": net}
+    tracker = Tracker.start(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset,
+                            run_name=f"{cfg.method}/imported/{target.name}", tags=tags, params=cfg.flat_params())
+    results = scores["metrics"]
+    tracker.log_metrics({**_flatten_results("last", results), **_flatten_results("best", results)}, step=0)
+    for metric, r in results.items():
+        if r.get("fingerprint"):
+            tracker.set_tags({f"{TAG_PROTOCOL_PREFIX}{metric}": json.dumps(r["fingerprint"], sort_keys=True,
+                                                                           default=str)[:5000]})
+        if r.get("unavailable"):
+            tracker.set_tags({f"bench.unavailable.{metric}": r["unavailable"][:5000]})
+    tracker.log_artifact(target / "metrics.json")
+    tracker.finish("FINISHED")
+    write_tracking_record(target, tracker)
+    log.info("tracked as MLflow run %s (bench.kind=import) in experiment %r", tracker.run_id, cfg.dataset)
+    return tracker.run_id

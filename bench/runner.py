@@ -1,7 +1,10 @@
 """One run = (method, dataset, seed): resolve the config, train, evaluate, track. And many runs in a row.
 
 `run_one` owns the run directory `<out>/<dataset>/<method>/seed<N>/`:
-config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt.
+config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt,
+tracking.json (the absolute tracking URI and run id, for later commands run from elsewhere).
+Order: settings, device and data are checked (`preflight`) before the folder or an MLflow run exists; then
+bench.run_folder decides what an existing folder allows (start again, resume, keep, or refuse with the fix).
 A crashed run ends FAILED in MLflow with its error, and `--resume` continues it (same MLflow run).
 """
 
@@ -19,8 +22,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from bench import seeding
-from bench.checkpoint import atomic_write_json
-from bench.config import RESUMABLE_TRAIN_FIELDS, SECTIONS, RunConfig, build_section, split_overrides
+from bench.checkpoint import atomic_write_json, atomic_write_text
+from bench.config import SECTIONS, RunConfig, build_section, split_overrides
 from bench.errors import BenchError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,18 @@ class RunResult:
     #: Metrics of the last evaluation that could not be computed, with the reason (e.g. a 1-image test split;
     #: the run folder shown as `<run>`).
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: A finished run with the same settings found in its folder and kept as it is (nothing was trained).
+    kept: bool = False
+    #: The metric that selected the best checkpoint (train.select_metric).
+    selected_by: str = "fid"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def status_text(self) -> str:
+        return "finished (kept)" if self.kept else self.status
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,10 +158,38 @@ def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult
     doc = json.loads((run_dir / "metrics.json").read_text())
     run_id_file = run_dir / "mlflow_run_id.txt"
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "finished", run_dir,
-                       run_id_file.read_text().strip() if run_id_file.is_file() else None)
+                       run_id_file.read_text().strip() if run_id_file.is_file() else None, kept=True,
+                       selected_by=cfg.train.select_metric)
     _scores_from_doc(result, doc)
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+#: Written next to mlflow_run_id.txt: where the run is tracked, so later commands (`bench eval --run`) log to
+#: the same store from any working directory.
+TRACKING_RECORD = "tracking.json"
+
+
+def write_tracking_record(run_dir: Path, tracker) -> None:
+    from bench.tracking import absolute_uri
+
+    atomic_write_json(run_dir / TRACKING_RECORD, {"tracking_uri": absolute_uri(tracker.tracking_uri),
+                                                  "run_id": tracker.run_id, "experiment_id": tracker.experiment_id})
+
+
+def mark_replaced(tracker, old_run_id: str, moved_to: Path | None) -> None:
+    """Tag the MLflow run a new run replaces, so tables and `mlflow ui` show which one counts."""
+    from bench.tracking import TAG_STATUS
+
+    tags = {TAG_STATUS: "replaced", "bench.replaced_by": tracker.run_id or ""}
+    if moved_to is not None:
+        tags["bench.run_dir"] = str(Path(moved_to).resolve())
+    try:
+        for key, value in tags.items():
+            tracker.client.set_tag(old_run_id, key, value)
+        log.info("MLflow run %s marked replaced by %s", old_run_id, tracker.run_id)
+    except Exception as exc:  # the old run may live in another store or be deleted: nothing to mark
+        log.warning("could not mark the previous MLflow run %s as replaced (%s)", old_run_id, exc)
 
 
 def _unavailable_reasons(results: dict[str, Any], run_dir: Path) -> dict[str, str]:
@@ -162,40 +205,57 @@ def _scores_from_doc(result: RunResult, doc: dict[str, Any]) -> None:
     result.unavailable = _unavailable_reasons(last["metrics"], result.run_dir)
 
 
-def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None = None,
-            on_eval: Callable[[int, dict[str, float]], None] | None = None,
-            swept: Mapping[str, Any] | None = None, progress=None) -> RunResult:
-    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written."""
+def preflight(cfg: RunConfig):
+    """Resolve the device and read the data listings of `cfg` before anything is written.
+
+    Returns (device, training dataset, test data); a missing dataset, a bad data root or an unavailable
+    device raises here, so a failed start leaves no run folder and no MLflow run behind.
+    """
     import methods
     from bench.data import load_pairs
+    from bench.evaluation import load_eval_data
+
+    device = resolve_device(cfg.train.device)
+    mc = cfg.method_cfg
+    cls = methods.get(cfg.method)
+    # the official loader's rule (filter, aspect, flip order, sampling, LSeSim's jitter) and data.max_train
+    train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
+                          paired=cls.paired, load_size=mc.load_size, crop_size=mc.crop_size, flip=mc.flip,
+                          seed=cfg.seed, pipeline=cls.pipeline_for(mc), max_items=cfg.data.max_train)
+    return device, train_ds, load_eval_data(cfg)
+
+
+def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, parent_run_id: str | None = None,
+            on_eval: Callable[[int, dict[str, float]], None] | None = None,
+            swept: Mapping[str, Any] | None = None, progress=None) -> RunResult:
+    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written.
+
+    Settings and data are checked first (`preflight`); then the run folder decides (bench.run_folder): a new
+    run, the same run started again (nothing was saved), `resume`, or a finished run kept as it is
+    (`RunResult.kept`). `restart` moves an existing folder aside and starts over.
+    """
+    import methods
     from bench.evaluation import Evaluator
+    from bench.run_folder import decide
     from bench.tracking import Tracker
     from bench.train import Trainer, load_best_into
 
     t_start = time.perf_counter()
     run_dir = cfg.run_dir
     config_path = run_dir / "config.json"
-    if config_path.is_file() and not resume:
-        done = (run_dir / "metrics.json").is_file()
-        raise BenchError(f"{run_dir} already holds a {'finished' if done else 'started'} run; "
-                         "pass --resume to continue it, or choose another --out")
-    if resume and config_path.is_file():
-        saved = json.loads(config_path.read_text())
-        current = json.loads(json.dumps(cfg.to_dict(), default=str))
-        for section in (saved, current):
-            section["train"] = {k: v for k, v in section.get("train", {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
-        for key in ("method_cfg", "data", "train", "eval"):
-            if saved.get(key) != current[key]:
-                raise ConfigError(f"--resume: the {key} settings differ from {config_path}; resume with the same "
-                                  "options, or start a new run with another --out")
-        if (run_dir / "metrics.json").is_file():  # finished before: keep it, do not re-evaluate
-            log.info("%s already finished; kept as it is (delete metrics.json to re-evaluate)", run_dir)
-            return _finished_result(cfg, run_dir, t_start)
+    device, train_ds, eval_data = preflight(cfg)
+    decision = decide(cfg, resume=resume, restart=restart)
+    if decision.action == "keep":
+        log.info("%s already finished with these settings; kept as it is (--restart to train it again)", run_dir)
+        return _finished_result(cfg, run_dir, t_start)
+    resume = decision.action == "resume"
     run_dir.mkdir(parents=True, exist_ok=True)
+    if decision.action == "again":
+        (run_dir / "error.txt").unlink(missing_ok=True)  # the previous attempt's failure; MLflow keeps its error
     atomic_write_json(config_path, cfg.to_dict())
 
     run_id_file = run_dir / "mlflow_run_id.txt"
-    prev_run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    prev_run_id = decision.resume_run_id
     tags = {"bench.method": cfg.method, "bench.dataset": cfg.dataset, "bench.seed": str(cfg.seed),
             "bench.direction": cfg.data.direction or "default", "bench.preset": cfg.preset,
             "bench.git_commit": git_commit(), "bench.run_dir": str(run_dir.resolve()),
@@ -207,14 +267,24 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         tags["bench.trial"] = str(cfg.trial)
     if swept:
         tags["bench.swept"] = json.dumps(dict(swept), sort_keys=True, default=str)
-    tracker = Tracker.start(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=cfg.run_name,
-                            run_id=prev_run_id, tags=tags, params=cfg.flat_params(), parent_run_id=parent_run_id)
+    start = dict(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=cfg.run_name, tags=tags,
+                 params=cfg.flat_params(), parent_run_id=parent_run_id)
+    try:
+        tracker = Tracker.start(run_id=prev_run_id, **start)
+    except BenchError:
+        if decision.action != "again" or prev_run_id is None:
+            raise
+        # Starting again after a failed start: the old MLflow run may be gone (another store): a new one then.
+        tracker = Tracker.start(**start)
     if tracker.run_id:
-        run_id_file.write_text(tracker.run_id + "\n")
-    result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id)
+        atomic_write_text(run_id_file, tracker.run_id + "\n")
+        write_tracking_record(run_dir, tracker)
+    if decision.replaced_run_id and decision.replaced_run_id != tracker.run_id:
+        mark_replaced(tracker, decision.replaced_run_id, decision.moved_to)
+    result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id,
+                       selected_by=cfg.train.select_metric)
     try:
         tracker.log_artifact(config_path)
-        device = resolve_device(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seeding.configure_determinism(cfg.train.deterministic)
@@ -225,12 +295,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
             tracker.set_tags({f"bench.uses.{k}": json.dumps(v) if not isinstance(v, str) else v
                               for k, v in described.items()})
             atomic_write_json(run_dir / "uses.json", described)
-        mc = cfg.method_cfg
-        train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
-                              paired=method.paired, load_size=mc.load_size, crop_size=mc.crop_size,
-                              flip=mc.flip, seed=cfg.seed, pipeline=method.data_pipeline(),
-                              max_items=cfg.data.max_train)
-        evaluator = Evaluator(cfg, run_dir, device)
+        evaluator = Evaluator(cfg, run_dir, device, data=eval_data)
         trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval)
         schedule = _record_schedule(cfg, trainer, tracker, method)
         trainer.setup(resume=resume)
@@ -248,6 +313,12 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         last = evaluator.full(method, "last")
         metrics_doc["last"] = {"epoch": last_epoch, **last}
         tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=last_epoch)
+        if method.two_way:
+            # Two-way methods are also scored B->A, with the last weights (the official protocol), before the
+            # best weights are loaded.
+            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, "last")
+            metrics_doc["reverse"] = {"direction": "BtoA", "weights": "last", "epoch": last_epoch, **rev_scores}
+            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=last_epoch)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
         if cfg.eval.score_best and best_epoch != last_epoch:
             load_best_into(method, run_dir, cfg)
@@ -255,14 +326,8 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         else:
             best = last
         metrics_doc["best"] = {"epoch": best_epoch, "selected_by": cfg.train.select_metric,
-                               "note": "selected on the held-out test subset (as the papers did)", **best}
+                               "note": "selected on the test set (the official test scripts evaluate the last epoch)", **best}
         tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=best_epoch)
-        if method.two_way:
-            # Two-way methods are also scored B->A, with the weights now loaded (best if it was rescored).
-            weights = "best" if best is not last else "last"
-            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, weights)
-            metrics_doc["reverse"] = {"direction": "BtoA", "weights": weights, **rev_scores}
-            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=best_epoch)
         for name, r in last["metrics"].items():
             if r.get("fingerprint"):
                 tracker.set_tags({f"bench.protocol.{name}": json.dumps(r["fingerprint"], sort_keys=True, default=str)[:5000]})
@@ -270,7 +335,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
             tracker.set_tags({f"bench.unavailable.{name}": reason[:5000]})
         atomic_write_json(run_dir / "metrics.json", metrics_doc)
         tracker.log_artifact(run_dir / "metrics.json")
-        for sub in ("inputs", "outputs"):
+        for sub in ("inputs", "outputs", "targets"):  # targets: the ground truth, for aligned datasets
             d = run_dir / "eval" / "last" / "test" / sub
             if d.is_dir():
                 tracker.log_artifacts(d, f"test/{sub}")

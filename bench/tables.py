@@ -21,6 +21,7 @@ from bench.metrics import catalog
 from bench.published import format_setting, in_bench_unit, method_label, method_order, parse_setting
 from bench.published import load as load_published
 from bench.published import pick as pick_published
+from bench.official import OFFICIAL, TEST_SETS, epoch_label
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ log = logging.getLogger(__name__)
 METRIC_LABELS = {name: m.label for name, m in catalog.CATALOG.items()}
 
 #: How the papers scored (the protocol bench's fingerprints are compared with): pytorch-fid's Inception with
-#: its own bilinear resize, on 256x256 outputs of the whole test split, the best test-set epoch.
-PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": "best", "preset": "paper"}
+#: its own bilinear resize, on 256x256 outputs of the whole test split, one fake per input, the last epoch
+#: (the official test scripts' protocol, bench.official).
+PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": OFFICIAL.epoch,
+                  "test_set": OFFICIAL.test_set, "preset": "paper"}
 
 # ------------------------------------------------------------------------------------------ runs from MLflow
 RUN_STATUS_FINISHED = "finished"
@@ -68,7 +71,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
     import pandas as pd
 
     from bench.schedule import TAG_SCHEDULE_CUT
-    from bench.tracking import TAG_PROTOCOL_PREFIX, make_client
+    from bench.tracking import TAG_KIND, TAG_PROTOCOL_PREFIX, make_client
 
     client = client or make_client(tracking_uri)
     experiments = client.search_experiments(max_results=50000)
@@ -111,18 +114,29 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
             "unavailable": {k[len("bench.unavailable."):]: v for k, v in tags.items()
                             if k.startswith("bench.unavailable.")},
+            "kind": tags.get(TAG_KIND, "benchmark"),
             "schedule_cut": tags.get(TAG_SCHEDULE_CUT, ""),
         })
-    columns = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+#: The columns of `load_runs` (also of an empty frame when there is no tracking store).
+RUN_COLUMNS = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
                "trial", "swept", "setting", "status", "mlflow_status", "error", "start_time", "run_dir", "metrics",
-               "protocols", "unavailable", "schedule_cut"]
-    return pd.DataFrame(rows, columns=columns)
+               "protocols", "unavailable", "kind", "schedule_cut"]
+
+
+def no_runs():
+    """An empty `load_runs` frame."""
+    import pandas as pd
+
+    return pd.DataFrame([], columns=RUN_COLUMNS)
 
 
 def finished_runs(runs):
     """Finished runs, the latest per (method, dataset, direction, preset, study, setting, seed) (re-runs replace)."""
     done = runs[(runs["status"] == RUN_STATUS_FINISHED) & (runs["mlflow_status"] == "FINISHED")]
-    key = ["method", "dataset", "direction", "preset", "study", "setting", "seed"]
+    key = ["method", "dataset", "direction", "preset", "study", "setting", "seed", "kind"]
     done = done.sort_values("start_time")
     dropped = len(done) - len(done.drop_duplicates(key, keep="last"))
     if dropped:
@@ -136,7 +150,8 @@ class TableOptions:
     """What to tabulate: metrics, selection of the checkpoint, filters, published numbers, study."""
 
     metrics: tuple[str, ...] = ("fid",)
-    select: str = "best"
+    #: last = the official test scripts' checkpoint; best = selected on the test set (optimistic).
+    select: str = OFFICIAL.epoch
     datasets: tuple[str, ...] | None = None
     methods: tuple[str, ...] | None = None
     published: bool = False
@@ -195,8 +210,11 @@ def protocol_differences(fingerprint: Mapping[str, Any], metric: str, dataset: s
     resize = fingerprint.get("protocol", fingerprint.get("resize_protocol"))
     if metric in ("fid", "kid") and resize is not None and resize != PAPER_PROTOCOL["resize_protocol"]:
         notes.append(f"resize protocol {resize} (paper: pytorch-fid {PAPER_PROTOCOL['resize_protocol']})")
+    rule = fingerprint.get("test_set")
+    if rule is not None and rule != PAPER_PROTOCOL["test_set"]:
+        notes.append(f"test set {rule}: {TEST_SETS.get(rule, rule)} (official: {PAPER_PROTOCOL['test_set']})")
     if select != PAPER_PROTOCOL["select"]:
-        notes.append("last epoch (the papers report the best test-set epoch)")
+        notes.append(f"{epoch_label(select)} (the official test scripts evaluate the last epoch)")
     return notes
 
 
@@ -237,7 +255,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
         done = done[done["study"] == ""].copy()
         if options.methods:
             done = done[done["method"].isin(options.methods)]
-        done["_kind"] = "method"
+        # Imported official checkpoints (`bench import --dataset`) are rows of their own beside the method's runs.
+        done["_kind"] = ["import" if k == "import" else "method" for k in done["kind"]] if len(done) else []
     multi_preset = done["preset"].nunique() > 1 if len(done) else False
     multi_method_study = options.study is not None and done[done["_kind"] == "study"]["method"].nunique() > 1
 
@@ -249,6 +268,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
             label = (f"{label}: {shown}" if shown else label) if multi_method_study or not setting else setting
         elif kind == "baseline":
             label = f"{label} (baseline)"
+        elif kind == "import":
+            label = f"{label} (official checkpoint)"
         return f"{label} [{preset}]" if multi_preset else label
 
     if options.published and published is None:
@@ -311,12 +332,12 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
                                            "published_paper", "published_table", "diff", "marks"])
     if options.published and published is not None and len(published):
         cells = _attach_published(cells, published, options, notes, row_label)
-    title = (f"Study {options.study}" if options.study else "Methods") + f" ({options.select} checkpoint, " + \
+    title = (f"Study {options.study}" if options.study else "Methods") + f" ({epoch_label(options.select)}, " + \
         ", ".join(METRIC_LABELS.get(m, m) for m in options.metrics) + ")"
     return Table(cells=cells, options=options, footnotes=notes.texts, title=title)
 
 
-_KIND_ORDER = {"method": 0, "study": 0, "baseline": 1, "published": 2}
+_KIND_ORDER = {"method": 0, "study": 0, "import": 1, "baseline": 1, "published": 2}
 
 
 def _natural(text: str) -> tuple:

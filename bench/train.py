@@ -80,6 +80,54 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run trains: items and batches per epoch, epochs, iterations, and the iteration budget."""
+
+    n_items: int
+    n_batches: int
+    epochs: int
+    iterations: int
+    budget: int
+    #: Iterations of the full schedule on these items, before train.max_iters (bench.schedule compares them).
+    planned: int = 0
+
+
+def schedule_length(cfg: RunConfig, n_train: int, method_budget: int = 0) -> Schedule:
+    """The schedule of `cfg` on `n_train` training items (what the Trainer runs; also for cost estimates)."""
+    mc = cfg.method_cfg
+    n_items = n_train if not cfg.data.max_train else min(cfg.data.max_train, n_train)
+    # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
+    n_batches = n_items // mc.batch_size if mc.batch_size > 1 else n_items
+    # The schedule: epochs, or the method's iteration budget (NICE-GAN, MUNIT), which sets the number of epochs
+    # whatever the dataset size; train.max_iters may stop either earlier (bench.schedule records the cut).
+    epochs = math.ceil(method_budget / n_batches) if method_budget and n_batches else mc.total_epochs
+    planned = method_budget or epochs * n_batches
+    budgets = [b for b in (cfg.train.max_iters, method_budget) if b]
+    budget = min(budgets) if budgets else 0
+    if budget and n_batches:
+        epochs = min(epochs, math.ceil(budget / n_batches))
+    iterations = min(planned, budget or planned)
+    return Schedule(n_items, n_batches, epochs, iterations, budget, planned)
+
+
+#: After this many iterations the loop measures its speed; it says how long the rest takes when that is over
+#: ETA_REPORT_SECONDS.
+ETA_AFTER_ITERATIONS = 3
+ETA_REPORT_SECONDS = 600.0
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.4 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Trainer:
     """Runs one method on one dataset for its schedule, evaluating and checkpointing along the way."""
 
@@ -91,24 +139,15 @@ class Trainer:
         self.on_eval = on_eval
         mc = method.cfg
         self.batch_size = mc.batch_size
-        n_items = len(train_ds) if not cfg.data.max_train else min(cfg.data.max_train, len(train_ds))
-        self.n_items = n_items
-        # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
-        self.n_batches = n_items // self.batch_size if self.batch_size > 1 else n_items
+        sched = schedule_length(cfg, len(train_ds), method.max_iterations())
+        self.n_items, self.n_batches = sched.n_items, sched.n_batches
         if self.n_batches < 1:
             from bench.errors import DataError
 
-            raise DataError(f"{cfg.dataset}: {n_items} training items cannot fill one batch of {self.batch_size}")
-        # The schedule: epochs, or an iteration budget (NICE-GAN, MUNIT) that sets the number of epochs
-        # whatever the dataset size; train.max_iters may stop either earlier (bench.schedule records the cut).
-        own_budget = method.max_iterations()
-        self.total_epochs = math.ceil(own_budget / self.n_batches) if own_budget else mc.total_epochs
-        self.planned_iterations = own_budget or self.total_epochs * self.n_batches
-        budgets = [b for b in (cfg.train.max_iters, own_budget) if b]
-        self.iteration_budget = min(budgets) if budgets else 0
-        if self.iteration_budget:
-            self.total_epochs = min(self.total_epochs, math.ceil(self.iteration_budget / self.n_batches))
-        self.total_iterations = min(self.planned_iterations, self.iteration_budget or self.planned_iterations)
+            raise DataError(f"{cfg.dataset}: {self.n_items} training items cannot fill one batch of {self.batch_size}")
+        self.iteration_budget = sched.budget
+        self.total_epochs, self.total_iterations = sched.epochs, sched.iterations
+        self.planned_iterations = sched.planned
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
@@ -233,6 +272,8 @@ class Trainer:
                         desc = " ".join(f"{k[6:]}={v:.3f}" for k, v in list(means.items())[:4])
                         progress.update(task, completed=(epoch - 1) * self.n_batches + st.batch_pos,
                                         description=f"ep {epoch}/{self.total_epochs} {rate:.1f} it/s {desc}")
+                if st.iteration - it0 == ETA_AFTER_ITERATIONS:
+                    self._log_eta(time.perf_counter() - t0, st.iteration - it0)
                 if cfg.train.save_every and st.iteration % cfg.train.save_every == 0 and st.batch_pos < self.n_batches:
                     self.save()
                 if max_iters and st.iteration >= max_iters:
@@ -256,6 +297,21 @@ class Trainer:
             progress.update(task, completed=self.total_iterations)
         return st
 
+    def _log_eta(self, seconds: float, done: int) -> None:
+        """Once per run, after a few iterations: the measured time per iteration and what the rest will take,
+        when that is long (a paper-sized run on a CPU: the hint names the CPU-sized preset)."""
+        per_iter = seconds / max(1, done)
+        remaining = per_iter * (self.total_iterations - self.state.iteration)
+        if remaining < ETA_REPORT_SECONDS:
+            return
+        hint = ""
+        if self.method.device.type == "cpu" and self.cfg.preset == "paper":
+            hint = ("; on a CPU, --preset smoke is the CPU-sized run (minutes), Ctrl-C stops this one "
+                    "(--resume continues it)")
+        log.warning("%s/%s/seed%d: %.2f s/iteration measured; %d iterations left, about %s%s", self.cfg.method,
+                    self.cfg.dataset, self.cfg.seed, per_iter, self.total_iterations - self.state.iteration,
+                    format_duration(remaining), hint)
+
     def _lr(self) -> float:
         first = next(iter(self.method.optimizers.values()))
         return float(first.param_groups[0]["lr"])
@@ -278,6 +334,7 @@ class Trainer:
         st.history = [h for h in st.history if h["epoch"] != epoch] + [entry]
         if scores:
             self.tracker.log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
+        if metric in scores:
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
                 st.best = {"epoch": epoch, "value": value}
@@ -287,7 +344,7 @@ class Trainer:
             st.best = {"epoch": epoch, "value": float("nan")}
             self.save_best(epoch, float("nan"))
         atomic_write_json(self.run_dir / "history.json", st.history)
-        if self.on_eval is not None and scores:
+        if self.on_eval is not None and metric in scores:
             self.on_eval(epoch, scores)
 
 

@@ -133,9 +133,14 @@ class Method:
         """
         return not (getattr(self.cfg, "finetune_no_jitter", False) and epoch > self.cfg.n_epochs)
 
+    @classmethod
+    def pipeline_for(cls, cfg: MethodConfig):
+        """How the training data of `cfg` are read: the official loader's rule (bench.pipeline.Pipeline)."""
+        return cfg.pipeline
+
     def data_pipeline(self):
-        """How the training data are read: the official loader's rule (bench.data.transforms.Pipeline)."""
-        return self.cfg.pipeline
+        """`pipeline_for(self.cfg)`."""
+        return self.pipeline_for(self.cfg)
 
     @classmethod
     def schedule_length(cls, cfg: MethodConfig) -> tuple[int, str]:

@@ -215,9 +215,10 @@ class FSeSim(Method):
             opts["F"] = adam(n["netF"].parameters(), self.cfg)
         return opts
 
-    def data_pipeline(self):
+    @classmethod
+    def pipeline_for(cls, cfg):
         """The official loader, plus LSeSim's colour-jittered crops (A_aug, B_aug) with `augment`."""
-        return dataclasses.replace(self.cfg.pipeline, color_jitter=self.cfg.augment)
+        return dataclasses.replace(cfg.pipeline, color_jitter=cfg.augment)
 
     # ----------------------------------------------------------------- losses
     def spatial_loss(self, src: torch.Tensor, tgt: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:

@@ -84,15 +84,15 @@ def test_official_nicegan_and_munit_checkpoints_import_and_score(tmp_path):
     src, path = nicegan_params_file(tmp_path)
     out = tmp_path / "imp"
     assert main(["import", "nicegan", str(path), *SCORE, "--out", str(out)]) == 0
-    doc = json.loads((out / "nicegan" / "toy_params_latest" / "metrics.json").read_text())
+    doc = json.loads((out / "toy" / "nicegan" / "toy_params_latest" / "metrics.json").read_text())
     assert doc["nets"] == ["gen2B", "gen2A", "disA", "disB"]
     assert doc["imported"]["metrics"]["swd"]["value"] is not None
     msrc, gen, _ = munit_files(tmp_path)
     assert main(["import", "munit", str(gen), *SCORE, "--out", str(out)]) == 0
-    doc = json.loads((out / "munit" / "gen_00001000" / "metrics.json").read_text())
+    doc = json.loads((out / "toy" / "munit" / "gen_00001000" / "metrics.json").read_text())
     assert doc["nets"] == ["gen_a", "gen_b"] and doc["imported"]["metrics"]["swd"]["value"] is not None
     # the scored translations are the source nets' translations
-    saved = torch.load(out / "munit" / "gen_00001000" / "imported.pt", weights_only=True)["method"]["nets"]
+    saved = torch.load(out / "toy" / "munit" / "gen_00001000" / "imported.pt", weights_only=True)["method"]["nets"]
     assert all(torch.equal(saved["gen_a"][k], v) for k, v in msrc.nets["gen_a"].state_dict().items())
 
 
@@ -101,7 +101,7 @@ def test_scoring_refuses_nets_that_were_not_imported(tmp_path, capsys):
     assert main(["import", "munit", str(dis), *SCORE, "--out", str(tmp_path / "imp")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs gen_a, gen_b" in err[0] and "also import gen_a, gen_b" in err[0]
-    assert not (tmp_path / "imp" / "munit").exists()  # refused before anything was written
+    assert not (tmp_path / "imp" / "toy" / "munit").exists()  # refused before anything was written
     cg = methods.build("cyclegan", preset="smoke")
     only_b = tmp_path / "latest_net_G_B.pth"
     torch.save(cg.nets["netG_B"].state_dict(), only_b)
@@ -120,5 +120,5 @@ def test_several_single_net_files_in_one_import(tmp_path):
         files.append(tmp_path / f"latest_net_{name}.pth")
         torch.save(cg.nets[f"net{name}"].state_dict(), files[-1])
     assert main(["import", "cyclegan", *map(str, files), *SCORE, "--out", str(tmp_path / "imp")]) == 0
-    saved = torch.load(tmp_path / "imp" / "cyclegan" / "latest_net_G_A" / "imported.pt", weights_only=True)
+    saved = torch.load(tmp_path / "imp" / "toy" / "cyclegan" / "latest_net_G_A" / "imported.pt", weights_only=True)
     assert saved["nets"] == ["netG_A", "netG_B"]

@@ -588,7 +588,7 @@ def submit(spec: StudySpec, opts: RunOptions, *, n_workers: int, folder: str, cl
     try:
         import submitit
     except ImportError as exc:
-        raise UsageError("bench study submit needs submitit: pip install 'bench[slurm]'") from exc
+        raise UsageError("bench study submit needs submitit: pip install 'i2i-bench[slurm]'") from exc
     handle = open_handle(spec)
     if handle.kind == "journal":
         log.warning("journal storage %s: every node must see the same file (shared filesystem); for many "
