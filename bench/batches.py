@@ -1,7 +1,8 @@
 """The training batches of one epoch, in the loop's thread or in DataLoader worker processes.
 
 The order is the pure function of (seed, epoch, position) the loop has always used: `epoch_order` shuffles
-the item indices, batch `pos` takes `order[pos*bs:(pos+1)*bs]`, and the dataset draws each item's crop, flip
+the item indices (or the dataset orders its own stream: then the order is 0..n-1), batch `pos` takes
+`order[pos*bs:(pos+1)*bs]`, and the dataset draws each item's crop, flip
 and unpaired B from a private generator seeded by (seed, epoch, index). `train.num_workers > 0` moves the
 decoding and resizing into torch DataLoader workers (pinned memory on CUDA, prefetch) with a batch sampler
 that yields exactly those index lists from a given position on, so batches are bitwise identical to
@@ -56,10 +57,11 @@ class EpochBatchSampler(Sampler[list[int]]):
         return max(0, self.n_batches - self.start)
 
 
-def epoch_batches(ds, seed: int, epoch: int, n_items: int, batch_size: int, n_batches: int, start: int = 0, *,
-                  num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict[str, Any]]:
-    """Batches `start ..` of `epoch` (after `ds.set_epoch(epoch)`), decoded here or by `num_workers` workers."""
-    order = epoch_order(seed, epoch, n_items)
+def epoch_batches(ds, order: np.ndarray, batch_size: int, n_batches: int, start: int = 0, *,
+                  num_workers: int = 0, pin_memory: bool = False, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """Batches `start ..` of an epoch's `order` (after `ds.set_epoch(epoch)`), decoded here or by workers.
+
+    `seed` seeds the DataLoader's own generator (nothing the items use: they draw from (seed, epoch, index))."""
     sampler = EpochBatchSampler(order, batch_size, n_batches, start)
     if num_workers <= 0:
         for idx in sampler:

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+# The record of what a run computed lives torch-free in bench.compute; re-exported for the training side.
+from bench.compute import (SWITCH_DEFAULTS, TAG_PREFIX, compute_record, compute_tags, describe,  # noqa: F401
+                           non_default, switches)
 from bench.config import PRECISIONS
 from bench.errors import ConfigError
 
@@ -30,9 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-#: The compute switches and their papers' defaults, as recorded (tags, fingerprints, tables).
-SWITCH_DEFAULTS = {"precision": PRECISIONS[0], "channels_last": False, "compile": False, "tf32": False}
 
 _ACTIVE: contextvars.ContextVar["Amp | None"] = contextvars.ContextVar("bench_amp", default=None)
 
@@ -160,42 +160,3 @@ def to_memory_format(batch: dict[str, Any], train: TrainConfig) -> dict[str, Any
         return batch
     return {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.dim() == 4 else v
             for k, v in batch.items()}
-
-
-def switches(train: TrainConfig) -> dict[str, Any]:
-    """The compute switches of a run config."""
-    return {k: getattr(train, k) for k in SWITCH_DEFAULTS}
-
-
-def non_default(record: dict[str, Any]) -> dict[str, Any]:
-    """The switches of a compute record that differ from the papers' defaults."""
-    return {k: record[k] for k, default in SWITCH_DEFAULTS.items() if k in record and record[k] != default}
-
-
-def compute_record(train: TrainConfig, threads: dict[str, int], *, bitwise_continuous: bool = True,
-                   thread_changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """How a run computed: thread counts, switches, determinism, loader workers (fingerprints and tags)."""
-    rec: dict[str, Any] = {"intra_op_threads": threads["intra_op"], "inter_op_threads": threads["inter_op"],
-                           **switches(train), "deterministic": train.deterministic, "num_workers": train.num_workers}
-    if not bitwise_continuous:
-        rec["bitwise_continuous"] = False
-        rec["thread_changes"] = list(thread_changes or [])
-    return rec
-
-
-#: MLflow tag prefix of the compute record (`bench.compute.precision`, `bench.compute.intra_op_threads`, ...).
-TAG_PREFIX = "bench.compute."
-
-
-def compute_tags(record: dict[str, Any]) -> dict[str, str]:
-    """The compute record as flat MLflow tags."""
-    import json
-
-    return {f"{TAG_PREFIX}{k}": v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
-
-
-def describe(record: dict[str, Any]) -> str:
-    """A short phrase for the non-default switches of a record ('bf16 autocast, torch.compile'), '' if none."""
-    words = {"precision": lambda v: f"{v} autocast", "channels_last": lambda v: "channels_last",
-             "compile": lambda v: "torch.compile", "tf32": lambda v: "TF32"}
-    return ", ".join(words[k](v) for k, v in non_default(record).items())

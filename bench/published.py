@@ -120,7 +120,8 @@ def format_setting(setting: Mapping[str, Any]) -> str:
 #: methods carry their label on their registry line (methods/registry.py); `method_label` reads both.
 PUBLISHED_ONLY_LABELS = {"drit": "DRIT", "distancegan": "DistanceGAN", "selfdistance": "SelfDistance",
                          "gcgan": "GcGAN", "crn": "CRN", "drpan": "DRPAN", "ground_truth": "Ground truth",
-                         "real_pairs": "Real pairs"}
+                         "real_pairs": "Real pairs", "unit": "UNIT", "ugatit_light": "U-GAT-IT-light",
+                         "nicegan_star": "NICE-GAN*"}
 
 
 def method_label(method: str) -> str:
@@ -143,7 +144,8 @@ def method_order(method: str) -> tuple:
 
 #: The paper whose number is shown first for a method (its own paper), before any other paper's copy.
 HOME_PAPER = {"qsattn_global": "qsattn2022", "qsattn_local": "qsattn2022", "qsattn_local_global": "qsattn2022",
-              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017"}
+              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017", "cut": "cut2020",
+              "fastcut": "cut2020", "nicegan_light": "nicegan2020"}
 #: Unit conversions into bench's unit: (published unit, bench unit) -> factor.
 CONVERSIONS = {("fraction", "%"): 100.0}
 

@@ -1,16 +1,17 @@
 """One run = (method, dataset, seed): resolve the config, train, evaluate, track. And many runs in a row.
 
 `run_one` owns the run directory `<out>/<dataset>/<method>/seed<N>/`:
-config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt.
+config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt,
+tracking.json (the absolute tracking URI and run id, for later commands run from elsewhere).
+Order: settings, device and data are checked (`preflight`) before the folder or an MLflow run exists; then
+bench.run_folder decides what an existing folder allows (start again, resume, keep, or refuse with the fix).
 A crashed run ends FAILED in MLflow with its error, and `--resume` continues it (same MLflow run).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,9 +21,10 @@ from typing import Any, Callable, Mapping
 import torch
 
 from bench import precision, seeding, threads
-from bench.checkpoint import atomic_write_json
-from bench.config import RESUMABLE_TRAIN_FIELDS, SECTIONS, RunConfig, build_section, split_overrides
+from bench.checkpoint import atomic_write_json, atomic_write_text
+from bench.config import SECTIONS, RunConfig, build_section, split_overrides
 from bench.errors import BenchError, ConfigError
+from bench.tracking import git_commit  # noqa: F401 - the run's commit tag; importable from here too
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,18 @@ class RunResult:
     #: Metrics of the last evaluation that could not be computed, with the reason (e.g. a 1-image test split;
     #: the run folder shown as `<run>`).
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: A finished run with the same settings found in its folder and kept as it is (nothing was trained).
+    kept: bool = False
+    #: The metric that selected the best checkpoint (train.select_metric).
+    selected_by: str = "fid"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def status_text(self) -> str:
+        return "finished (kept)" if self.kept else self.status
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,8 +85,8 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
 
     cls = methods.get(method)
     spec = get_spec(dataset)  # validates the name
-    method_over, sections = split_overrides(dict(overrides or {}), cls.Config)
-    method_cfg = cls.make_config(preset, method_over)
+    method_over, sections = split_overrides(dict(overrides or {}), cls.Config, method=method)
+    method_cfg = cls.make_config(preset, method_over, dataset=dataset)
     data_over = dict(sections["data"])
     if data_root is not None:
         data_over.setdefault("root", data_root)
@@ -109,30 +123,71 @@ def method_fits(method: str, dataset: str) -> str | None:
     return None
 
 
-def git_commit() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _flatten_results(prefix: str, results: dict[str, Any]) -> dict[str, float]:
-    """MetricResult dicts -> MLflow metrics `<prefix>/<metric>`, `_std`, `_<detail>`."""
+    """MetricResult dicts -> MLflow metrics `<prefix>/<metric key>`, `_std`, `_<detail>` (keys with units)."""
+    from bench.tracking import metric_key
+
     out: dict[str, float] = {}
     for name, r in results.items():
         if r.get("value") is None:
             continue
-        out[f"{prefix}/{name}"] = float(r["value"])
+        key = metric_key(name, prefix)
+        out[key] = float(r["value"])
         if r.get("std") is not None:
-            out[f"{prefix}/{name}_std"] = float(r["std"])
+            out[f"{key}_std"] = float(r["std"])
         for k, v in (r.get("details") or {}).items():
             if isinstance(v, (int, float)):
-                out[f"{prefix}/{name}_{k}"] = float(v)
+                out[f"{key}_{k}"] = float(v)
     return out
+
+
+def non_default_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings of `cfg` that differ from its method's `preset` defaults (`--set` and flags), flattened."""
+    from bench.tracking import flatten
+
+    try:
+        base = build_run_config(cfg.method, cfg.dataset, cfg.seed, cfg.preset)
+    except BenchError:
+        return {}
+    ours, theirs = flatten(cfg.algorithm_dict()), flatten(base.algorithm_dict())
+    return {k.removeprefix("method_cfg."): v for k, v in ours.items()
+            if theirs.get(k) != v and not k.startswith("data.root")}
+
+
+def _settings_text(settings: Mapping[str, Any]) -> str:
+    from bench.formatting import human
+
+    return ", ".join(f"{k}={human(v)}" for k, v in sorted(settings.items())) or "none"
+
+
+#: Params whose config value is a sentinel (0 = "all" / "auto"); the run logs what they resolved to.
+_RESOLVED_PARAMS = ("eval.n_test", "train.eval_n", "train.eval_every")
+
+
+def _resolved_params(cfg: RunConfig, trainer, evaluator) -> dict[str, str]:
+    n_src = len(evaluator.data.sources)
+    return {"eval.n_test": str(n_src if cfg.eval.n_test <= 0 else min(cfg.eval.n_test, n_src)),
+            "train.eval_n": str(n_src if cfg.train.eval_n <= 0 else min(cfg.train.eval_n, n_src)),
+            "train.eval_every": str(trainer.eval_every)}
+
+
+def _log_dataset(tracker, cfg: RunConfig, train_ds, evaluator) -> None:
+    """The dataset as an MLflow input: name (+ direction), root folder, split sizes and a content digest."""
+    from bench.tracking import files_digest
+
+    test = evaluator.data
+    paths = [r.path for r in (*train_ds.A, *train_ds.B)] + test.sources.paths + test.targets.paths
+    profile = {"train_A": train_ds.len_A, "train_B": train_ds.len_B, "test_A": len(test.sources),
+               "test_B": len(test.targets), "direction": train_ds.direction}
+    if cfg.data.max_train:
+        profile["max_train"] = cfg.data.max_train
+    try:
+        digest = files_digest(paths, train_ds.root)
+    except OSError as exc:
+        log.warning("dataset digest of %s not computed: %s", train_ds.root, exc)
+        digest = "unknown"
+    tracker.log_input(f"{cfg.dataset}:{train_ds.direction}", digest=digest, source=train_ds.root.resolve(),
+                      profile=profile)
 
 
 def _summary(results: dict[str, Any]) -> dict[str, float | None]:
@@ -144,17 +199,45 @@ def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult
     doc = json.loads((run_dir / "metrics.json").read_text())
     run_id_file = run_dir / "mlflow_run_id.txt"
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "finished", run_dir,
-                       run_id_file.read_text().strip() if run_id_file.is_file() else None)
+                       run_id_file.read_text().strip() if run_id_file.is_file() else None, kept=True,
+                       selected_by=cfg.train.select_metric)
     _scores_from_doc(result, doc)
     result.seconds = time.perf_counter() - t_start
     return result
 
 
-def recorded_result(cfg: RunConfig, seconds: float = 0.0) -> RunResult:
+def recorded_result(cfg: RunConfig, seconds: float = 0.0, kept: bool = False) -> RunResult:
     """The RunResult of a finished run, read back from its folder (a launcher ran it in another process)."""
     result = _finished_result(cfg, cfg.run_dir, time.perf_counter())
-    result.seconds = seconds
+    result.seconds, result.kept = seconds, kept
     return result
+
+
+#: Written next to mlflow_run_id.txt: where the run is tracked, so later commands (`bench eval --run`) log to
+#: the same store from any working directory.
+TRACKING_RECORD = "tracking.json"
+
+
+def write_tracking_record(run_dir: Path, tracker) -> None:
+    from bench.tracking import absolute_uri
+
+    atomic_write_json(run_dir / TRACKING_RECORD, {"tracking_uri": absolute_uri(tracker.tracking_uri),
+                                                  "run_id": tracker.run_id, "experiment_id": tracker.experiment_id})
+
+
+def mark_replaced(tracker, old_run_id: str, moved_to: Path | None) -> None:
+    """Tag the MLflow run a new run replaces, so tables and `mlflow ui` show which one counts."""
+    from bench.tracking import TAG_STATUS
+
+    tags = {TAG_STATUS: "replaced", "bench.replaced_by": tracker.run_id or ""}
+    if moved_to is not None:
+        tags["bench.run_dir"] = str(Path(moved_to).resolve())
+    try:
+        for key, value in tags.items():
+            tracker.client.set_tag(old_run_id, key, value)
+        log.info("MLflow run %s marked replaced by %s", old_run_id, tracker.run_id)
+    except Exception as exc:  # the old run may live in another store or be deleted: nothing to mark
+        log.warning("could not mark the previous MLflow run %s as replaced (%s)", old_run_id, exc)
 
 
 def _unavailable_reasons(results: dict[str, Any], run_dir: Path) -> dict[str, str]:
@@ -170,89 +253,71 @@ def _scores_from_doc(result: RunResult, doc: dict[str, Any]) -> None:
     result.unavailable = _unavailable_reasons(last["metrics"], result.run_dir)
 
 
-#: Per run folder: the thread count a run is training with now, and whether it stayed bitwise-continuous.
-CONTINUITY_FILE = "continuity.json"
+def preflight(cfg: RunConfig):
+    """Resolve the device and read the data listings of `cfg` before anything is written.
 
-
-def resolve_threads(cfg: RunConfig, saved: Mapping[str, Any] | None, *, allow_change: bool = False
-                    ) -> tuple[RunConfig, threads.ThreadPlan, dict[str, Any]]:
-    """`cfg` with `train.threads` set to the count the run records, the plan it trains with, its continuity.
-
-    A new run records the count it resolves (bench.threads). A resumed run (`saved` = its config.json) keeps
-    the count it has been training with; an explicit other count is refused unless `allow_change`: then the
-    config keeps the recorded count (MLflow params are immutable) and the continuity record notes the change.
-    """
-    continuity = _read_continuity(cfg.run_dir) if saved is not None else {}
-    recorded = int((saved or {}).get("train", {}).get("threads") or 0) if saved is not None else None
-    current = continuity.get("threads", recorded)
-    plan = threads.resolve(cfg.train.threads, cfg.method_cfg.crop_size, current, allow_change=allow_change,
-                           where=str(cfg.run_dir))
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=recorded or plan.intra_op))
-    if current and plan.intra_op != current:
-        continuity = {"threads": plan.intra_op, "bitwise_continuous": False,
-                      "thread_changes": [*continuity.get("thread_changes", []),
-                                         {"from": current, "to": plan.intra_op}]}
-    return cfg, plan, continuity
-
-
-def _read_continuity(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / CONTINUITY_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc}); restore it or delete it if the run never changed "
-                          "its thread count") from None
-
-
-def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None = None,
-            on_eval: Callable[[int, dict[str, float]], None] | None = None,
-            swept: Mapping[str, Any] | None = None, progress=None,
-            allow_thread_change: bool = False) -> RunResult:
-    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written.
-
-    `train.threads` is resolved here (bench.threads) and recorded; `allow_thread_change` lets `resume`
-    continue under an explicit other thread count, marking the run as no longer bitwise-continuous.
+    Returns (device, training dataset, test data); a missing dataset, a bad data root or an unavailable
+    device raises here, so a failed start leaves no run folder and no MLflow run behind.
     """
     import methods
     from bench.data import load_pairs
+    from bench.evaluation import load_eval_data
+
+    device = resolve_device(cfg.train.device)
+    mc = cfg.method_cfg
+    cls = methods.get(cfg.method)
+    # the official loader's rule (filter, aspect, flip order, sampling, LSeSim's jitter) and data.max_train
+    train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
+                          paired=cls.paired, load_size=mc.load_size, crop_size=mc.crop_size, flip=mc.flip,
+                          seed=cfg.seed, pipeline=cls.pipeline_for(mc), max_items=cfg.data.max_train)
+    return device, train_ds, load_eval_data(cfg)
+
+
+def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, parent_run_id: str | None = None,
+            on_eval: Callable[[int, dict[str, float]], None] | None = None,
+            swept: Mapping[str, Any] | None = None, progress=None, kind: str | None = None,
+            allow_thread_change: bool = False) -> RunResult:
+    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written.
+
+    Settings and data are checked first (`preflight`); then the run folder decides (bench.run_folder): a new
+    run, the same run started again (nothing was saved), `resume`, or a finished run kept as it is
+    (`RunResult.kept`). `restart` moves an existing folder aside and starts over.
+    `kind` is the run's `bench.kind` tag: "trial" for the seeds of a study trial, else "benchmark" by default.
+    `progress` is a `bench.progress` run handle (or None).
+    `train.threads` is resolved (bench.threads.settle) before the folder is compared and recorded;
+    `allow_thread_change` lets `resume` continue under an explicit other count, marked not bitwise-continuous.
+    """
+    import methods
     from bench.evaluation import Evaluator
-    from bench.tracking import Tracker
+    from bench.run_folder import decide
+    from bench.tracking import TAG_DEVICE, TAG_OVERRIDES, Tracker, protocol_tags, run_name
     from bench.train import Trainer, load_best_into
 
     t_start = time.perf_counter()
     run_dir = cfg.run_dir
     config_path = run_dir / "config.json"
-    if config_path.is_file() and not resume:
-        done = (run_dir / "metrics.json").is_file()
-        raise BenchError(f"{run_dir} already holds a {'finished' if done else 'started'} run; "
-                         "pass --resume to continue it, or choose another --out")
-    saved = json.loads(config_path.read_text()) if resume and config_path.is_file() else None
-    cfg, thread_plan, continuity = resolve_threads(cfg, saved, allow_change=allow_thread_change)
-    if saved is not None:
-        current = json.loads(json.dumps(cfg.to_dict(), default=str))
-        if not saved.get("train", {}).get("threads"):  # recorded before bench kept the count: torch's default
-            saved.setdefault("train", {})["threads"] = cfg.train.threads
-        for section in (saved, current):
-            section["train"] = {k: v for k, v in section.get("train", {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
-        for key in ("method_cfg", "data", "train", "eval"):
-            if saved.get(key) != current[key]:
-                raise ConfigError(f"--resume: the {key} settings differ from {config_path}; resume with the same "
-                                  "options, or start a new run with another --out")
-        if (run_dir / "metrics.json").is_file():  # finished before: keep it, do not re-evaluate
-            log.info("%s already finished; kept as it is (delete metrics.json to re-evaluate)", run_dir)
-            return _finished_result(cfg, run_dir, t_start)
+    device, train_ds, eval_data = preflight(cfg)
+    settings = non_default_settings(cfg)  # what the command asked for (an automatic thread count is not one)
+    cfg, thread_plan, continuity = threads.settle(cfg, resume=resume, restart=restart,
+                                                  allow_change=allow_thread_change)
+    decision = decide(cfg, resume=resume, restart=restart)
+    if decision.action == "keep":
+        log.info("%s already finished with these settings; kept as it is (--restart to train it again)", run_dir)
+        return _finished_result(cfg, run_dir, t_start)
+    resume = decision.action == "resume"
     run_dir.mkdir(parents=True, exist_ok=True)
+    if decision.action == "again":
+        (run_dir / "error.txt").unlink(missing_ok=True)  # the previous attempt's failure; MLflow keeps its error
     atomic_write_json(config_path, cfg.to_dict())
 
     run_id_file = run_dir / "mlflow_run_id.txt"
-    prev_run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    prev_run_id = decision.resume_run_id
+    device_used = str(device)
     tags = {"bench.method": cfg.method, "bench.dataset": cfg.dataset, "bench.seed": str(cfg.seed),
             "bench.direction": cfg.data.direction or "default", "bench.preset": cfg.preset,
             "bench.git_commit": git_commit(), "bench.run_dir": str(run_dir.resolve()),
             "bench.config_hash": cfg.config_hash(), "bench.status": "running",
-            "bench.device": cfg.train.device}
+            TAG_DEVICE: device_used, TAG_OVERRIDES: _settings_text(settings)}
     effective_threads = threads.apply(thread_plan)
     compute = precision.compute_record(cfg.train, effective_threads,
                                        bitwise_continuous=continuity.get("bitwise_continuous", True),
@@ -267,14 +332,29 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         tags["bench.trial"] = str(cfg.trial)
     if swept:
         tags["bench.swept"] = json.dumps(dict(swept), sort_keys=True, default=str)
-    tracker = Tracker.start(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=cfg.run_name,
-                            run_id=prev_run_id, tags=tags, params=cfg.flat_params(), parent_run_id=parent_run_id)
+    name = run_name(cfg.method, cfg.seed, cfg.preset, settings, cfg.run_name_suffix)
+    params = {k: v for k, v in cfg.flat_params().items() if k not in _RESOLVED_PARAMS}  # logged once resolved
+    start = dict(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=name, tags=tags,
+                 params=params, parent_run_id=parent_run_id, kind=kind or ("trial" if cfg.study else "benchmark"),
+                 system_metrics=True)
+    try:
+        tracker = Tracker.start(run_id=prev_run_id, **start)
+    except BenchError:
+        if decision.action != "again" or prev_run_id is None:
+            raise
+        # Starting again after a failed start: the old MLflow run may be gone (another store): a new one then.
+        tracker = Tracker.start(**start)
     if tracker.run_id:
-        run_id_file.write_text(tracker.run_id + "\n")
-    result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id)
+        atomic_write_text(run_id_file, tracker.run_id + "\n")
+        write_tracking_record(run_dir, tracker)
+    if decision.replaced_run_id and decision.replaced_run_id != tracker.run_id:
+        mark_replaced(tracker, decision.replaced_run_id, decision.moved_to)
+    if progress:
+        progress.set_name(name)
+    result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id,
+                       selected_by=cfg.train.select_metric)
     try:
         tracker.log_artifact(config_path)
-        device = resolve_device(cfg.train.device)
         seeding.configure_determinism(cfg.train.deterministic)
         precision.configure_tf32(cfg.train.tf32)
         seeding.seed_everything(cfg.seed)
@@ -284,61 +364,76 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
             tracker.set_tags({f"bench.uses.{k}": json.dumps(v) if not isinstance(v, str) else v
                               for k, v in described.items()})
             atomic_write_json(run_dir / "uses.json", described)
-        mc = cfg.method_cfg
-        train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
-                              paired=method.paired, load_size=mc.load_size, crop_size=mc.crop_size,
-                              flip=mc.flip, seed=cfg.seed)
-        evaluator = Evaluator(cfg, run_dir, device, compute=compute)
+        evaluator = Evaluator(cfg, run_dir, device, data=eval_data, compute=compute)
         trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval)
+        schedule = _record_schedule(cfg, trainer, tracker, method)
+        tracker.log_params(_resolved_params(cfg, trainer, evaluator))
+        _log_dataset(tracker, cfg, train_ds, evaluator)
         trainer.setup(resume=resume)
-        if continuity.get("thread_changes") and "at_iteration" not in continuity["thread_changes"][-1]:
-            continuity["thread_changes"][-1]["at_iteration"] = trainer.state.iteration
-            atomic_write_json(run_dir / CONTINUITY_FILE, continuity)
-            log.warning("%s continues with %d thread(s) from iteration %d: no longer bitwise-continuous",
-                        run_dir, thread_plan.intra_op, trainer.state.iteration)
+        threads.note_change(run_dir, continuity, trainer.state.iteration)
         trainer.run(progress)
         state = trainer.state
 
         # Final scores on the full test split: last weights, then best weights.
         metrics_doc: dict[str, Any] = {"method": cfg.method, "dataset": cfg.dataset, "seed": cfg.seed,
                                        "preset": cfg.preset, "direction": cfg.data.direction or "default",
-                                       "config_hash": cfg.config_hash(), "history": state.history}
+                                       "config_hash": cfg.config_hash(), "history": state.history,
+                                       "schedule": {"iterations": schedule.iterations, "epochs": schedule.epochs,
+                                                    "cut": schedule.cuts}}
         method.eval()
         last_epoch = state.epoch - 1 if state.batch_pos == 0 else state.epoch
+        # Summary metrics (one number per run) sit at step 0: MLflow charts them as values, not curve points.
+        if progress:
+            progress.phase(f"final evaluation: last weights on {_resolved_params(cfg, trainer, evaluator)['eval.n_test']} "
+                           "test images")
         last = evaluator.full(method, "last")
         metrics_doc["last"] = {"epoch": last_epoch, **last}
-        tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=last_epoch)
+        tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=0)
+        if method.two_way:
+            # Two-way methods are also scored B->A, with the last weights (the official protocol), before the
+            # best weights are loaded.
+            if progress:
+                progress.phase("final evaluation: reverse direction (last weights)")
+            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA", compute=compute).full(method, "last")
+            metrics_doc["reverse"] = {"direction": "BtoA", "weights": "last", "epoch": last_epoch, **rev_scores}
+            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=0)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
         if cfg.eval.score_best and best_epoch != last_epoch:
+            if progress:
+                progress.phase(f"final evaluation: best weights (epoch {best_epoch})")
             load_best_into(method, run_dir, cfg)
             best = evaluator.full(method, "best")
         else:
             best = last
         metrics_doc["best"] = {"epoch": best_epoch, "selected_by": cfg.train.select_metric,
-                               "note": "selected on the held-out test subset (as the papers did)", **best}
-        tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=best_epoch)
-        if method.two_way:
-            # Two-way methods are also scored B->A, with the weights now loaded (best if it was rescored).
-            weights = "best" if best is not last else "last"
-            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA", compute=compute).full(method, weights)
-            metrics_doc["reverse"] = {"direction": "BtoA", "weights": weights, **rev_scores}
-            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=best_epoch)
-        for name, r in last["metrics"].items():
-            if r.get("fingerprint"):
-                tracker.set_tags({f"bench.protocol.{name}": json.dumps(r["fingerprint"], sort_keys=True, default=str)[:5000]})
+                               "note": "selected on the test set (the official test scripts evaluate the last epoch)", **best}
+        tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=0)
+        fingerprints = {name: r["fingerprint"] for name, r in last["metrics"].items() if r.get("fingerprint")}
+        for name, fingerprint in fingerprints.items():
+            tracker.set_tags(protocol_tags(name, fingerprint))
+        if fingerprints:
+            tracker.log_dict(json.loads(json.dumps(fingerprints, default=str)), "protocol.json")
         for name, reason in _unavailable_reasons(last["metrics"], run_dir).items():  # tables say why a cell is empty
             tracker.set_tags({f"bench.unavailable.{name}": reason[:5000]})
         atomic_write_json(run_dir / "metrics.json", metrics_doc)
         tracker.log_artifact(run_dir / "metrics.json")
-        for sub in ("inputs", "outputs"):
+        for sub in ("inputs", "outputs", "targets"):  # targets: the ground truth, for aligned datasets
             d = run_dir / "eval" / "last" / "test" / sub
             if d.is_dir():
-                tracker.log_artifacts(d, f"test/{sub}")
+                tracker.log_artifacts(d, f"test/{sub}")  # the files `bench plot` draws its grids from
+        outputs = run_dir / "eval" / "last" / "test" / "outputs"
+        for path in sorted(outputs.glob("*.png")) if outputs.is_dir() else []:
+            # Stepped images: Compare shows each test image of several runs side by side.
+            tracker.log_image(path, key=f"test/{path.stem}", step=last_epoch)
         tracker.set_tags({"bench.status": "finished"})
         tracker.finish("FINISHED")
         result.status = "finished"
+        if progress:
+            progress.done("finished")
         _scores_from_doc(result, metrics_doc)
     except BaseException as exc:
+        if progress:
+            progress.done("pruned" if _is_pruned(exc) else "failed")
         if _is_pruned(exc):
             tracker.set_tags({"bench.status": "pruned"})
             tracker.finish("KILLED", error="pruned by the study's pruner")
@@ -354,6 +449,23 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
     finally:
         result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _record_schedule(cfg: RunConfig, trainer, tracker, method):
+    """Log what the run trains against its recipe; a cut schedule is warned about, a param and a tag."""
+    from bench.schedule import TAG_SCHEDULE_CUT, plan
+
+    schedule = plan(cfg, trainer)
+    log.log(logging.WARNING if schedule.cuts else logging.INFO, "%s/%s seed %d trains %s", cfg.method, cfg.dataset,
+            cfg.seed, schedule.describe())
+    tracker.log_params(schedule.params())
+    tags = {"bench.pipeline": method.data_pipeline().describe()}
+    if method.RECIPE is not None:
+        tags["bench.recipe"] = method.RECIPE.command(cfg.dataset)[:5000]
+    if schedule.cuts:
+        tags[TAG_SCHEDULE_CUT] = schedule.cut[:5000]
+    tracker.set_tags(tags)
+    return schedule
 
 
 def _is_pruned(exc: BaseException) -> bool:

@@ -20,13 +20,21 @@ set alongside when the process still allows it and recorded; they do not change 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench.checkpoint import atomic_write_json
 from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +114,76 @@ def apply(plan: ThreadPlan) -> dict[str, int]:
         raise ConfigError(f"train.threads={plan.intra_op}: torch runs {effective['intra_op']} intra-op threads "
                           "in this build; set train.threads to that number")
     return effective
+
+
+# ------------------------------------------------------------------------------------------ one run's folder
+#: Per run folder: the thread count a run is training with now, and whether it stayed bitwise-continuous.
+CONTINUITY_FILE = "continuity.json"
+
+
+def read_continuity(run_dir: Path) -> dict[str, Any]:
+    """The continuity record of a run folder ({} when the run never changed its thread count)."""
+    path = Path(run_dir) / CONTINUITY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); restore it, or delete it if the run never changed "
+                          "its thread count") from None
+
+
+def _trained_threads(run_dir: Path) -> tuple[int | None, int | None]:
+    """(count in config.json, count the run trains with now) of a folder that holds trained weights or
+    scores; (None, None) when nothing was trained there yet (a new run, or one that starts again)."""
+    run_dir = Path(run_dir)
+    if not ((run_dir / "checkpoints" / "last.pt").is_file() or (run_dir / "metrics.json").is_file()):
+        return None, None
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None, None  # bench.run_folder reports the unreadable folder with its fix
+    recorded = int((saved.get("train") or {}).get("threads") or 0)
+    return recorded, int(read_continuity(run_dir).get("threads") or recorded)
+
+
+def settle(cfg: RunConfig, *, resume: bool = False, restart: bool = False, allow_change: bool = False
+           ) -> tuple[RunConfig, ThreadPlan, dict[str, Any]]:
+    """`cfg` with `train.threads` set to the count the run records, the plan it trains with, its continuity.
+
+    Called before bench.run_folder compares the folder's settings with `cfg`. A new run (or `restart`)
+    records the count it resolves. A run that already trained keeps the count it has been training with
+    (`train.threads=0` then means "as before"), so a kept or resumed run compares equal; an explicit other
+    count with `resume` is refused unless `allow_change`: then the config keeps the recorded count (MLflow
+    params are immutable, and check_origin compares the config hash) and the continuity record notes the
+    change. Without `resume` an explicit other count is a settings difference the run folder refuses.
+    """
+    recorded, current = (None, None) if restart else _trained_threads(cfg.run_dir)
+    requested, crop = cfg.train.threads, cfg.method_cfg.crop_size
+    if recorded is None or (requested and requested != current and not resume):
+        plan = resolve(requested, crop)
+        return _with_threads(cfg, plan.intra_op), plan, {}
+    if recorded == 0:  # recorded before bench kept the count (torch's default then): the rule decides now
+        return cfg if requested == 0 else _with_threads(cfg, 0), resolve(requested, crop), {}
+    continuity = read_continuity(cfg.run_dir)
+    plan = resolve(requested, crop, current, allow_change=allow_change, where=str(cfg.run_dir))
+    if plan.intra_op != current:
+        continuity = {"threads": plan.intra_op, "bitwise_continuous": False,
+                      "thread_changes": [*continuity.get("thread_changes", []),
+                                         {"from": current, "to": plan.intra_op}]}
+    return _with_threads(cfg, recorded), plan, continuity
+
+
+def note_change(run_dir: Path, continuity: dict[str, Any], iteration: int) -> None:
+    """Write a new thread change (from `settle`) with the iteration it takes effect at, and warn."""
+    changes = continuity.get("thread_changes") or []
+    if not changes or "at_iteration" in changes[-1]:
+        return
+    changes[-1]["at_iteration"] = iteration
+    atomic_write_json(Path(run_dir) / CONTINUITY_FILE, continuity)
+    log.warning("%s continues with %d thread(s) from iteration %d: no longer bitwise-continuous", run_dir,
+                continuity["threads"], iteration)
+
+
+def _with_threads(cfg: RunConfig, n: int) -> RunConfig:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=n))

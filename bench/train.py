@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -34,6 +35,7 @@ from bench.errors import CheckpointError, TrainingDiverged
 from bench.images import save_png
 from bench.metrics.catalog import is_better
 from bench.precision import Amp, prepare_nets, to_memory_format
+from bench.tracking import tracking_metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,54 @@ def preserved_rng():
         seeding.set_rng_state(state)
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run trains: items and batches per epoch, epochs, iterations, and the iteration budget."""
+
+    n_items: int
+    n_batches: int
+    epochs: int
+    iterations: int
+    budget: int
+    #: Iterations of the full schedule on these items, before train.max_iters (bench.schedule compares them).
+    planned: int = 0
+
+
+def schedule_length(cfg: RunConfig, n_train: int, method_budget: int = 0) -> Schedule:
+    """The schedule of `cfg` on `n_train` training items (what the Trainer runs; also for cost estimates)."""
+    mc = cfg.method_cfg
+    n_items = n_train if not cfg.data.max_train else min(cfg.data.max_train, n_train)
+    # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
+    n_batches = n_items // mc.batch_size if mc.batch_size > 1 else n_items
+    # The schedule: epochs, or the method's iteration budget (NICE-GAN, MUNIT), which sets the number of epochs
+    # whatever the dataset size; train.max_iters may stop either earlier (bench.schedule records the cut).
+    epochs = math.ceil(method_budget / n_batches) if method_budget and n_batches else mc.total_epochs
+    planned = method_budget or epochs * n_batches
+    budgets = [b for b in (cfg.train.max_iters, method_budget) if b]
+    budget = min(budgets) if budgets else 0
+    if budget and n_batches:
+        epochs = min(epochs, math.ceil(budget / n_batches))
+    iterations = min(planned, budget or planned)
+    return Schedule(n_items, n_batches, epochs, iterations, budget, planned)
+
+
+#: After this many iterations the loop measures its speed; it says how long the rest takes when that is over
+#: ETA_REPORT_SECONDS.
+ETA_AFTER_ITERATIONS = 3
+ETA_REPORT_SECONDS = 600.0
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.4 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Trainer:
     """Runs one method on one dataset for its schedule, evaluating and checkpointing along the way."""
 
@@ -78,34 +128,31 @@ class Trainer:
         self.on_eval = on_eval
         mc = method.cfg
         self.batch_size = mc.batch_size
-        n_items = len(train_ds) if not cfg.data.max_train else min(cfg.data.max_train, len(train_ds))
-        self.n_items = n_items
-        # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
-        self.n_batches = n_items // self.batch_size if self.batch_size > 1 else n_items
+        sched = schedule_length(cfg, len(train_ds), method.max_iterations())
+        self.n_items, self.n_batches = sched.n_items, sched.n_batches
         if self.n_batches < 1:
             from bench.errors import DataError
 
-            raise DataError(f"{cfg.dataset}: {n_items} training items cannot fill one batch of {self.batch_size}")
-        self.total_epochs = mc.total_epochs
-        # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
-        # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
-        budgets = [b for b in (cfg.train.max_iters, method.max_iterations()) if b]
-        self.iteration_budget = min(budgets) if budgets else 0
-        if self.iteration_budget:
-            self.total_epochs = min(self.total_epochs, math.ceil(self.iteration_budget / self.n_batches))
-        self.total_iterations = self.total_epochs * self.n_batches
-        if self.iteration_budget:
-            self.total_iterations = min(self.total_iterations, self.iteration_budget)
+            raise DataError(f"{cfg.dataset}: {self.n_items} training items cannot fill one batch of {self.batch_size}")
+        self.iteration_budget = sched.budget
+        self.total_epochs, self.total_iterations = sched.epochs, sched.iterations
+        self.planned_iterations = sched.planned
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
         self.schedulers: dict[str, LambdaLR] = {}
         self.amp = Amp(cfg.train.precision, method.device)
+        self.progress = None  # a bench.progress run handle while `run` is going
 
     # ----------------------------------------------------------------- data
+    def order(self, epoch: int) -> np.ndarray:
+        """The epoch's item order: shuffled here, unless the dataset draws its own (stream sampling modes)."""
+        if getattr(self.ds, "shuffled", True):
+            return epoch_order(self.cfg.seed, epoch, self.n_items)
+        return np.arange(self.n_items)
+
     def batch_at(self, epoch: int, pos: int) -> dict[str, Any]:
-        idx = batch_indices(epoch_order(self.cfg.seed, epoch, self.n_items), self.batch_size, pos)
-        return collate([self.ds[i] for i in idx])
+        return collate([self.ds[i] for i in batch_indices(self.order(epoch), self.batch_size, pos)])
 
     # ----------------------------------------------------------------- setup / resume
     def setup(self, resume: bool) -> None:
@@ -186,18 +233,19 @@ class Trainer:
         max_iters = self.iteration_budget
         sums: dict[str, torch.Tensor] = {}
         count = 0
+        self.progress = progress
+        if progress:
+            progress.start(total=self.total_iterations, completed=min(self.total_iterations, st.iteration),
+                           epochs=self.total_epochs, epoch=st.epoch)
+        means: dict[str, float] = {}
         t0, it0 = time.perf_counter(), st.iteration
-        task = progress.add_task(f"{cfg.method}/{cfg.dataset}/seed{cfg.seed}",
-                                 total=self.total_iterations,
-                                 completed=(st.epoch - 1) * self.n_batches + st.batch_pos) if progress else None
         m.train()
         while st.epoch <= self.total_epochs:
             epoch = st.epoch
             m.on_epoch_start(epoch)
             self.ds.set_epoch(epoch, jitter=m.data_jitter(epoch))
-            batches = epoch_batches(self.ds, cfg.seed, epoch, self.n_items, self.batch_size, self.n_batches,
-                                    st.batch_pos, num_workers=cfg.train.num_workers,
-                                    pin_memory=m.device.type == "cuda")
+            batches = epoch_batches(self.ds, self.order(epoch), self.batch_size, self.n_batches, st.batch_pos,
+                                    num_workers=cfg.train.num_workers, pin_memory=m.device.type == "cuda")
             for batch in batches:
                 with self.amp.train_step():
                     losses = m.train_step(to_memory_format(batch, cfg.train))
@@ -211,14 +259,13 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
                 if st.iteration % cfg.train.log_every == 0 or st.batch_pos == self.n_batches:
-                    means = {f"train/{k}": float(v) / count for k, v in sums.items()}
+                    means = {k: float(v) / count for k, v in sums.items()}
                     sums, count = {}, 0
-                    self.tracker.log_metrics(means, step=st.iteration)
-                    if progress:
-                        rate = (st.iteration - it0) / max(1e-9, time.perf_counter() - t0)
-                        desc = " ".join(f"{k[6:]}={v:.3f}" for k, v in list(means.items())[:4])
-                        progress.update(task, completed=(epoch - 1) * self.n_batches + st.batch_pos,
-                                        description=f"ep {epoch}/{self.total_epochs} {rate:.1f} it/s {desc}")
+                    self.tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=st.iteration)
+                if progress:  # every iteration: the bar's speed and ETA stay current on slow runs
+                    progress.update(completed=st.iteration, epoch=epoch, losses=means)
+                if st.iteration - it0 == ETA_AFTER_ITERATIONS:
+                    self._log_eta(time.perf_counter() - t0, st.iteration - it0)
                 if cfg.train.save_every and st.iteration % cfg.train.save_every == 0 and st.batch_pos < self.n_batches:
                     self.save()
                 if max_iters and st.iteration >= max_iters:
@@ -239,9 +286,22 @@ class Trainer:
             self.save()
         st.finished = True
         self.save()
-        if progress:
-            progress.update(task, completed=self.total_iterations)
         return st
+
+    def _log_eta(self, seconds: float, done: int) -> None:
+        """Once per run, after a few iterations: the measured time per iteration and what the rest will take,
+        when that is long (a paper-sized run on a CPU: the hint names the CPU-sized preset)."""
+        per_iter = seconds / max(1, done)
+        remaining = per_iter * (self.total_iterations - self.state.iteration)
+        if remaining < ETA_REPORT_SECONDS:
+            return
+        hint = ""
+        if self.method.device.type == "cpu" and self.cfg.preset == "paper":
+            hint = ("; on a CPU, --preset smoke is the CPU-sized run (minutes), Ctrl-C stops this one "
+                    "(--resume continues it)")
+        log.warning("%s/%s/seed%d: %.2f s/iteration measured; %d iterations left, about %s%s", self.cfg.method,
+                    self.cfg.dataset, self.cfg.seed, per_iter, self.total_iterations - self.state.iteration,
+                    format_duration(remaining), hint)
 
     def _lr(self) -> float:
         first = next(iter(self.method.optimizers.values()))
@@ -252,6 +312,11 @@ class Trainer:
         cfg, st, m = self.cfg, self.state, self.method
         metric = cfg.train.select_metric
         self.check_weights()
+        progress = self.progress
+        if progress:
+            n = len(self.evaluator.data.sources) if cfg.train.eval_n <= 0 else cfg.train.eval_n
+            progress.phase(f"evaluating epoch {epoch}: {metric} on {min(n, len(self.evaluator.data.sources))} "
+                           "test images")
         with preserved_rng():
             m.eval()
             try:
@@ -260,11 +325,14 @@ class Trainer:
                 save_png(self.evaluator.sample_grid(m), grid_path)
             finally:
                 m.train()
-        self.tracker.log_artifact(grid_path, "samples")
+        self.tracker.log_image(grid_path, key="samples", step=epoch)  # the run page's slider over epochs
         entry = {"epoch": epoch, "iteration": st.iteration, **scores}
         st.history = [h for h in st.history if h["epoch"] != epoch] + [entry]
+        if progress:
+            progress.phase(None)
         if scores:
-            self.tracker.log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
+            self.tracker.log_metrics(tracking_metrics(scores, "eval"), step=epoch)
+        if metric in scores:
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
                 st.best = {"epoch": epoch, "value": value}
@@ -274,7 +342,7 @@ class Trainer:
             st.best = {"epoch": epoch, "value": float("nan")}
             self.save_best(epoch, float("nan"))
         atomic_write_json(self.run_dir / "history.json", st.history)
-        if self.on_eval is not None and scores:
+        if self.on_eval is not None and metric in scores:
             self.on_eval(epoch, scores)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.batches import epoch_batches
+import numpy as np
+
+from bench.batches import epoch_batches, epoch_order
 from bench.checkpoint import load_checkpoint
 from bench.data import load_pairs
 from bench.runner import build_run_config, run_one
@@ -27,9 +29,26 @@ def test_worker_batches_equal_in_loop_batches_from_any_start():
     n = 7
     for epoch, start in ((1, 0), (2, 3)):  # a fresh epoch and a mid-epoch resume position
         ds.set_epoch(epoch)
-        here = list(epoch_batches(ds, 3, epoch, n, 2, n // 2, start, num_workers=0))
-        there = list(epoch_batches(ds, 3, epoch, n, 2, n // 2, start, num_workers=2))
+        order = epoch_order(3, epoch, n)
+        here = list(epoch_batches(ds, order, 2, n // 2, start, num_workers=0))
+        there = list(epoch_batches(ds, order, 2, n // 2, start, num_workers=2))
         assert len(here) == len(there) == n // 2 - start
+        for a, b in zip(here, there):
+            _same(a, b)
+
+
+def test_worker_batches_of_a_stream_sampling_mode_equal_in_loop_batches():
+    # NICE-GAN's cycle and MUNIT's zip streams order their own data (the loop passes 0..n-1).
+    from bench.data.transforms import Pipeline
+
+    for sampling in ("cycle", "zip"):
+        ds = load_pairs("toy", "train", load_size=36, crop_size=32, seed=2, pipeline=Pipeline(sampling=sampling))
+        assert not ds.shuffled
+        ds.set_epoch(3)
+        order = np.arange(len(ds))
+        here = list(epoch_batches(ds, order, 1, 4, 1))
+        there = list(epoch_batches(ds, order, 1, 4, 1, num_workers=2))
+        assert len(here) == len(there) == 3
         for a, b in zip(here, there):
             _same(a, b)
 
@@ -38,7 +57,7 @@ def test_loader_workers_leave_the_global_rng_alone():
     ds = load_pairs("toy", "train", load_size=36, crop_size=32, seed=0)
     torch.manual_seed(0)
     state = torch.get_rng_state()
-    list(epoch_batches(ds, 0, 1, 4, 1, 4, num_workers=2))
+    list(epoch_batches(ds, epoch_order(0, 1, 4), 1, 4, num_workers=2))
     assert torch.equal(torch.get_rng_state(), state)
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import methods
-from bench.batches import epoch_batches
+from bench.batches import epoch_batches, epoch_order
 from bench.data import load_pairs
 from bench.precision import Amp
 from bench.runner import build_run_config, run_one
@@ -60,8 +60,9 @@ def test_a_run_with_speed_switches_on_cuda_is_recorded(tmp_path, switches):
 def test_pinned_loader_batches_equal_in_loop_batches():
     ds = load_pairs("toy", "train", load_size=36, crop_size=32, seed=1)
     ds.set_epoch(2)
-    here = list(epoch_batches(ds, 1, 2, 6, 2, 3, 1))
-    there = list(epoch_batches(ds, 1, 2, 6, 2, 3, 1, num_workers=2, pin_memory=True))
+    order = epoch_order(1, 2, 6)
+    here = list(epoch_batches(ds, order, 2, 3, 1))
+    there = list(epoch_batches(ds, order, 2, 3, 1, num_workers=2, pin_memory=True))
     assert len(here) == len(there) == 2
     for a, b in zip(here, there):
         assert b["A"].is_pinned()

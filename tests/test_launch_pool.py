@@ -69,21 +69,46 @@ def test_pool_gives_the_same_weights_as_one_after_the_other_and_reports_a_failur
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(_argv(tmp_path / "seq", uri)) == 0  # one after the other, in this process
-    # seed 2's folder already holds a run: that run fails (no --resume), the other two go on.
+    # seed 2's folder holds a started run of the same settings whose last.pt is damaged: that run fails in its
+    # process (--resume), the other two go on.
     blocked = tmp_path / "pool" / "toy" / "cut" / "seed2"
-    blocked.mkdir(parents=True)
-    (blocked / "config.json").write_text("{}")
-    pool = _bench(_argv(tmp_path / "pool", uri, seeds=(0, 1, 2)) + ["--workers", "2", "--devices", "cpu"],
+    (blocked / "checkpoints").mkdir(parents=True)
+    (blocked / "config.json").write_text((tmp_path / "seq/toy/cut/seed0/config.json").read_text())
+    (blocked / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    pool = _bench(_argv(tmp_path / "pool", uri, seeds=(0, 1, 2)) + ["--workers", "2", "--devices", "cpu", "--resume"],
                   cwd=tmp_path)
     assert pool.returncode == 1, pool.stdout[-2000:] + pool.stderr[-2000:]
     for seed in (0, 1):
         _assert_same(tmp_path / "seq/toy/cut" / f"seed{seed}", tmp_path / "pool/toy/cut" / f"seed{seed}")
         cfg = json.loads((tmp_path / "pool/toy/cut" / f"seed{seed}" / "config.json").read_text())
         assert cfg["train"]["threads"] == 1  # 2 cores split between 2 workers, and the smoke rule
-    out = pool.stdout + pool.stderr
-    assert re.search(r"cut/seed2 failed \(exit 1\).*already holds a started run", out.replace("\n", " ")), out[-3000:]
+    out = (pool.stdout + pool.stderr).replace("\n", " ")
+    assert re.search(r"cut/seed2 failed \(exit 1\): .*last\.pt", out), out[-3000:]
     summary = pool.stdout[pool.stdout.index("bench run summary"):]
     assert summary.count("finished") == 2 and "failed" in summary
+
+
+def test_the_pool_keeps_finished_runs_and_refuses_other_settings_before_starting_any_process(tmp_path):
+    """As for one run (bench.run_folder): nothing is launched for a kept or a refused folder."""
+    import shutil
+
+    from bench.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(_argv(tmp_path / "runs", uri, seeds=(0,))) == 0
+    other = tmp_path / "runs/toy/cut/seed1"
+    shutil.copytree(tmp_path / "runs/toy/cut/seed0", other)
+    doc = json.loads((other / "config.json").read_text())
+    doc["method_cfg"]["lambda_NCE"] = 5.0
+    (other / "config.json").write_text(json.dumps(doc))
+    pool = _bench(_argv(tmp_path / "runs", uri, seeds=(0, 1)) + ["--workers", "2", "--devices", "cpu"], cwd=tmp_path)
+    assert pool.returncode == 1, pool.stdout[-2000:] + pool.stderr[-2000:]
+    out = (pool.stdout + pool.stderr).replace("\n", " ")
+    assert "started cut" not in out  # no process for either run
+    assert re.search(r"cut/seed1 not run: .*other settings.*lambda_NCE.*Command: `bench run .*--restart`", out), out
+    summary = pool.stdout[pool.stdout.index("bench run summary"):]
+    assert "finished (kept)" in summary and "failed" in summary
+    assert not (tmp_path / "runs/toy/cut/seed0.log").exists()
 
 
 def _pids_in(text: str) -> list[int]:
@@ -171,5 +196,5 @@ def test_two_pool_workers_against_an_mlflow_tracking_server(mlflow_server, tmp_p
     client = mlflow.MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("toy").experiment_id],
                               filter_string="tags.`bench.run_dir` LIKE '%srv%'")
-    assert sorted(r.info.run_name for r in runs) == ["cut/seed0", "fastcut/seed0"]
-    assert all(r.info.status == "FINISHED" and "last/swd" in r.data.metrics for r in runs)
+    assert sorted(r.data.tags["bench.method"] for r in runs) == ["cut", "fastcut"]
+    assert all(r.info.status == "FINISHED" and "last/swd_x1e3" in r.data.metrics for r in runs)

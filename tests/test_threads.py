@@ -12,7 +12,8 @@ from bench import threads
 from bench.checkpoint import load_checkpoint
 from bench.config import RESUMABLE_TRAIN_FIELDS
 from bench.errors import ConfigError
-from bench.runner import CONTINUITY_FILE, build_run_config, run_one
+from bench.runner import build_run_config, run_one
+from bench.threads import CONTINUITY_FILE
 
 FAST = {"data.max_train": "4", "train.eval_n": "2", "eval.n_test": "2", "eval.metrics": "swd",
         "train.select_metric": "swd", "train.progress": "false", "n_epochs": "1", "n_epochs_decay": "0"}

@@ -14,7 +14,7 @@ WRITER = """
 import sys
 from bench.tracking import Tracker
 i = int(sys.argv[1])
-t = Tracker.start(tracking_uri=sys.argv[2], experiment="toy", run_name=f"cut/seed{i}",
+t = Tracker.start(tracking_uri=sys.argv[2], experiment="toy", run_name=f"cut/seed{i}", kind="benchmark",
                   tags={"bench.method": "cut", "bench.seed": str(i)}, params={"train.seed": i, "data.max_train": 8})
 for step in range(40):
     t.log_metrics({"train/G": float(step), "train/D": 0.5}, step=step)

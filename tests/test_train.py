@@ -62,14 +62,18 @@ def test_run_dir_layout_and_best_last(tmp_path):
     assert doc["last"]["epoch"] == 2 and 1 <= doc["best"]["epoch"] <= 2
     assert doc["last"]["metrics"]["swd"]["fingerprint"]
     assert "reverse" in doc  # CycleGAN is two-way: scored B->A too
+    # ... with the last weights, as the official test scripts (never the test-set-selected best).
+    assert doc["reverse"]["weights"] == "last" and doc["reverse"]["epoch"] == doc["last"]["epoch"]
+    assert doc["reverse"]["metrics"]["swd"]["fingerprint"]["epoch_rule"] == "last"
+    assert doc["last"]["metrics"]["swd"]["fingerprint"]["test_set"] == "per_input"
     assert len(list((d / "eval" / "last" / "fake").glob("*.png"))) == 4
-    with pytest.raises(Exception, match="already holds"):
-        run_one(cfg)
-    # --resume on a finished run keeps it: same metrics, no new training or evaluation.
+    # A plain rerun (and --resume) of a finished run with the same settings keeps it: same metrics, no new
+    # training or evaluation, reported as kept.
     stamp = (d / "metrics.json").stat().st_mtime_ns
-    again = run_one(cfg, resume=True)
-    assert again.status == "finished" and again.metrics == r.metrics
-    assert again.mlflow_run_id == r.mlflow_run_id and (d / "metrics.json").stat().st_mtime_ns == stamp
+    for resume in (False, True):
+        again = run_one(cfg, resume=resume)
+        assert again.status == "finished" and again.kept and again.metrics == r.metrics
+        assert again.mlflow_run_id == r.mlflow_run_id and (d / "metrics.json").stat().st_mtime_ns == stamp
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +244,7 @@ def test_resume_refuses_a_checkpoint_of_another_method_or_configuration(tmp_path
     # and a changed setting on --resume is refused before anything runs
     changed = build_run_config("cut", "toy", 0, "smoke", {**short, "lambda_NCE": "2"}, out=str(tmp_path / "c"),
                                tracking_uri=db)
-    with pytest.raises(ConfigError, match="--resume: the method_cfg settings differ"):
+    with pytest.raises(ConfigError, match=r"with other settings \(method_cfg.lambda_NCE: 1.0 -> 2.0\)"):
         run_one(changed, resume=True)
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 
+from bench.cli.lists import list_flag
 from bench.errors import UsageError
 
 log = logging.getLogger("bench.study")
@@ -32,7 +33,7 @@ def _add_spec_args(p: argparse.ArgumentParser, run: bool = True) -> None:
     p.add_argument("--storage", help="Optuna storage: journal file path or RDB URL (default: the spec's, else "
                                      "results/studies/<name>.journal)")
     p.add_argument("--n-trials", type=int, help="the study's total trial budget (default: the spec's / grid size)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="N", help="replace the spec's seeds")
+    p.add_argument("--seeds", **list_flag(int, metavar="N"), help="replace the spec's seeds (0 1 or 0,1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra fixed override for every trial (part of the study's identity); repeatable")
     p.add_argument("--results-dir", default="results/studies", help="tables and figures go to <dir>/<study>/")
@@ -41,7 +42,8 @@ def _add_spec_args(p: argparse.ArgumentParser, run: bool = True) -> None:
                    help="no MLflow runs for the study and its trials (Optuna storage only; training runs of real "
                         "methods still log their own)")
     if run:
-        p.add_argument("--out", default="runs", help="root of the trials' run folders (default: runs)")
+        p.add_argument("--out", "--output", dest="out", default="runs",
+                       help="root of the trials' run folders (default: runs)")
         p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps")
         p.add_argument("--data-root", default=None, help="dataset folder in its official layout")
         p.add_argument("--inception-weights", default=None, help="FID Inception weights file")
@@ -68,8 +70,8 @@ def add_subcommands(p: argparse.ArgumentParser) -> None:
     s.set_defaults(func=cmd_status)
     t = ss.add_parser("table", help="the ablation table (mean ± std over seeds)")
     _add_spec_args(t, run=False)
-    t.add_argument("--format", choices=("md", "latex", "csv"), default="md")
-    t.add_argument("--output", help="write to this file instead of stdout")
+    t.add_argument("--format", choices=("md", "latex", "csv"), default="md", help="output format (default: md)")
+    t.add_argument("--out", "--output", dest="output", help="write to this file instead of stdout")
     t.set_defaults(func=cmd_table)
     pl = ss.add_parser("plot", help="metric vs parameter (error bars), history, importances")
     _add_spec_args(pl, run=False)
@@ -80,11 +82,11 @@ def add_subcommands(p: argparse.ArgumentParser) -> None:
     sb.add_argument("--slurm", action="store_const", const="slurm", dest="cluster", help="submit to Slurm")
     sb.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit executor (default: auto)")
     sb.add_argument("--folder", default="results/studies/submitit/%j", help="submitit log folder (shared FS)")
-    sb.add_argument("--partition")
+    sb.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     sb.add_argument("--time", type=int, default=24 * 60, help="minutes per worker job")
-    sb.add_argument("--gpus-per-node", type=int, default=None)
-    sb.add_argument("--cpus-per-task", type=int, default=None)
-    sb.add_argument("--mem-gb", type=float, default=None)
+    sb.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per Slurm job")
+    sb.add_argument("--cpus-per-task", type=int, default=None, help="CPU cores per Slurm job")
+    sb.add_argument("--mem-gb", type=float, default=None, help="memory per Slurm job, in GB")
     sb.add_argument("--wait", action="store_true", help="wait for the jobs and write the table and plots")
     sb.set_defaults(func=cmd_submit)
 
@@ -192,15 +194,16 @@ def cmd_status(args) -> int:
 def cmd_table(args) -> int:
     from pathlib import Path
 
-    from bench.studies.report import render, study_table
+    from bench.studies.report import study_table
     from bench.studies.run import load_existing, open_handle
+    from bench.tables import render
 
     spec = _spec(args)
     study = load_existing(spec, open_handle(spec, create=False))
     table = study_table(study, spec)
-    if table.empty:
+    if not len(table.cells):
         raise UsageError(f"study {spec.study_name} has no trials yet; run `bench study run {args.spec}` first")
-    text = render(table, args.format, title=f"{spec.paper or spec.name} — {spec.study_name}")
+    text = render(table, args.format)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

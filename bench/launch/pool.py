@@ -198,15 +198,26 @@ class Pool:
                 p.join()
 
 
-def tail(path: Path, prefix: str = "bench: error:") -> str:
-    """The run's own one-line error from its log, else the last non-empty line."""
+def _lines(path: Path) -> list[str] | None:
     try:
-        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        return [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
-        return "no log"
-    for ln in reversed(lines):
+        return None
+
+
+def tail(path: Path, prefix: str = "bench: error:", error_file: Path | None = None, since: float = 0.0) -> str:
+    """The run's own one-line error from its log; else the last line of the traceback the run wrote to
+    `error_file` (after `since`, a time.time()); else the log's last non-empty line."""
+    lines = _lines(path)
+    for ln in reversed(lines or []):
         if ln.startswith(prefix):
             return ln[len(prefix):].strip()
+    if error_file is not None and error_file.is_file() and error_file.stat().st_mtime >= since:
+        trace = _lines(error_file)
+        if trace:
+            return trace[-1][:300]
+    if lines is None:
+        return "no log"
     return lines[-1][:300] if lines else "no output"
 
 
@@ -221,7 +232,7 @@ def run_matrix(requests: list[RunRequest], slots: list[Slot], tracking_uri: str 
 
     def done(request: RunRequest, code: int, seconds: float) -> None:
         cfg = request.cfg
-        reason = tail(request.log_path)
+        reason = tail(request.log_path, error_file=cfg.run_dir / "error.txt", since=time.time() - seconds - 1)
         if code == 0 and (cfg.run_dir / "metrics.json").is_file():
             try:
                 results[request.name] = recorded_result(cfg, seconds)

@@ -59,7 +59,8 @@ class RunTask(Checkpointable):
         """On preemption/timeout: the same run again, continuing from its last.pt."""
         import submitit
 
-        argv = self.argv if "--resume" in self.argv else [*self.argv, "--resume"]
+        argv = [a for a in self.argv if a != "--restart"]  # the first attempt moved the old folder aside
+        argv = argv if "--resume" in argv else [*argv, "--resume"]
         return submitit.helpers.DelayedSubmission(type(self)(argv, self.device))
 
 
@@ -67,7 +68,7 @@ def _submitit():
     try:
         import submitit
     except ImportError as exc:
-        raise UsageError("--launcher slurm needs submitit: pip install 'bench[slurm]'") from exc
+        raise UsageError("--launcher slurm needs submitit: pip install 'i2i-bench[slurm]'") from exc
     return submitit
 
 
@@ -220,7 +221,13 @@ def cmd(args, requests: list[RunRequest]) -> int:
         counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
         print(", ".join(f"{n} {s}" for s, n in counts.items()))
         return 0 if all(r["state"] == "finished" for r in rows) else 1
-    jobs = submit(args, requests)
-    for r, j in zip(requests, jobs):
+    from bench.launch.matrix import triage
+
+    launch, known = triage(requests, resume=args.resume, restart=args.restart,
+                           allow_thread_change=args.allow_thread_change)
+    jobs = submit(args, launch)
+    for r, j in zip(launch, jobs):
         print(f"{r.name}: job {j.job_id}")
-    return 0
+    for name, result in known.items():
+        print(f"{name}: {'finished (kept)' if result.ok else result.error}")
+    return 0 if all(r.ok for r in known.values()) else 1

@@ -63,6 +63,23 @@ def download_inception_weights(dst: Path, url: str | None = None, sha256_prefix:
     return dst
 
 
+#: Downloads that failed in this process, by target file: the weights are fetched at most once per process
+#: (a run evaluates every few epochs, and `--methods all` runs many: offline, each retry cost a timeout and a
+#: warning).
+_FAILED_DOWNLOADS: dict[str, str] = {}
+
+
+def _download_once(dst: Path) -> Path:
+    """pytorch-fid's download into `dst`, tried at most once per process (a failure is remembered and repeated)."""
+    if str(dst) in _FAILED_DOWNLOADS:
+        raise DownloadError(_FAILED_DOWNLOADS[str(dst)])
+    try:
+        return download_inception_weights(dst)
+    except DownloadError as exc:
+        _FAILED_DOWNLOADS[str(dst)] = str(exc)
+        raise
+
+
 def resolve_inception_weights(explicit: str | Path | None = None, *, download: bool = True,
                               cache_dir: str | Path | None = None) -> WeightsFile:
     """Find the FID Inception weights: argument, then $BENCH_INCEPTION_WEIGHTS, then the torch hub cache, then
@@ -70,8 +87,7 @@ def resolve_inception_weights(explicit: str | Path | None = None, *, download: b
     hint = (f"pass --inception-weights FILE, set ${INCEPTION_ENV}, or place {INCEPTION_FILENAME} in "
             f"{hub_inception_path().parent}")
     try:
-        found = find(INCEPTION, explicit, cache_dir=cache_dir,
-                     download=(lambda dst: download_inception_weights(dst)) if download else None)
+        found = find(INCEPTION, explicit, cache_dir=cache_dir, download=_download_once if download else None)
     except DownloadError as exc:
         raise MetricUnavailable(f"{exc}; offline? {hint}") from None
     if found is None:
