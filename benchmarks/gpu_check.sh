@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check, about 10 minutes on one H200: install, the CUDA tests, the speed benchmark.
+# One GPU check, under 10 minutes on one H200: install, the CUDA tests, the speed benchmark, then the README table.
 #
 #   bash benchmarks/gpu_check.sh                 # results in results/gpu_check/ (or $OUT/ when set)
 #   BENCH_GPU_METHODS="cut cyclegan" bash benchmarks/gpu_check.sh
@@ -11,8 +11,11 @@
 #    channels_last / TF32 / fp16 / compile recorded in their fingerprints, pinned loader batches, two pool runs
 #    on one GPU;
 # 3. benchmarks/train_speed.py --device cuda at 256 px, batch 1: s/iter, images/s and peak GPU memory in
-#    fp32, bf16 and bf16+compile, then the pool's aggregate throughput with K = 1, 2, 4 runs on the GPU.
-# Each step has its own time limit so the whole script ends within budget with whatever it measured.
+#    fp32, bf16 and bf16+compile, and the pool's aggregate throughput with K = 1, 2, 4 runs on the GPU (measured
+#    right after fp32, before the slow compile rows); rows are saved as they come;
+# 4. prints the README table (Markdown, also in $out/train_speed.md): GPU model, torch, CUDA, every row.
+# Each step has its own time limit (120 + 180 + 270 s) so the whole script ends within 10 minutes with whatever
+# it measured. An offline machine skips the install and uses what is importable (PYTHONPATH = this checkout).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-results/gpu_check}"
@@ -34,8 +37,8 @@ venv="${BENCH_GPU_VENV:-/tmp/bench-gpu-venv}"
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
 python -c "import torch" 2>/dev/null || timeout 300 python -m pip install --quiet torch torchvision >>"$out/install.log" 2>&1
-timeout 240 python -m pip install --quiet -e ".[dev]" >>"$out/install.log" 2>&1 \
-  || python -m pip install --quiet --no-deps -e . >>"$out/install.log" 2>&1 \
+timeout 120 python -m pip install --quiet -e ".[dev]" >>"$out/install.log" 2>&1 \
+  || timeout 60 python -m pip install --quiet --no-deps --no-build-isolation -e . >>"$out/install.log" 2>&1 \
   || log "pip install failed (offline?); using what is importable"
 python - <<'EOF' | tee -a "$out/gpu_check.log"
 import torch
@@ -46,14 +49,17 @@ EOF
 [ "${PIPESTATUS[0]}" -eq 0 ] || { log "no usable CUDA torch: stopping"; exit 1; }
 
 log "2/3 CUDA tests"
-timeout 240 python -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py 2>&1 | tail -25 | tee "$out/cuda_tests.txt"
+timeout 180 python -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py 2>&1 | tail -25 | tee "$out/cuda_tests.txt"
 tests=${PIPESTATUS[0]}
 
 log "3/3 speed at 256 px ($methods)"
-timeout 300 python benchmarks/train_speed.py --device cuda --sizes 256 --methods $methods \
+timeout 270 python benchmarks/train_speed.py --device cuda --sizes 256 --methods $methods \
   --modes fp32 bf16 bf16+compile --warmup 5 --iters 20 --pool 1 2 4 --pool-mode fp32 \
-  --json "$out/train_speed.json" 2>&1 | grep -v Warning | tee "$out/train_speed.txt"
+  --json "$out/train_speed.json" --markdown "$out/train_speed.md" 2>&1 | grep -v Warning | tee "$out/train_speed.txt"
 speed=${PIPESTATUS[0]}
+
+log "README table (also $out/train_speed.md)"
+cat "$out/train_speed.md" 2>/dev/null || log "no rows were measured"
 
 log "done: tests exit $tests, benchmark exit $speed; results in $out/"
 exit $(( tests != 0 || speed != 0 ))

@@ -2,7 +2,7 @@
 
     python benchmarks/train_speed.py [--methods cut cyclegan ...] [--sizes 256] [--device cpu|cuda]
                                      [--modes fp32 bf16 bf16+compile] [--pool 1 2 4] [--iters 10] [--warmup 2]
-                                     [--threads N] [--preset paper|smoke] [--json FILE]
+                                     [--threads N] [--preset paper|smoke] [--json FILE] [--markdown FILE]
 
 Each (method, size, mode) runs in its own subprocess, so peak memory is that configuration's alone: peak GPU
 memory (torch.cuda.max_memory_allocated) on CUDA, peak RSS on CPU. The batch is synthetic (random images, the
@@ -153,6 +153,45 @@ def pool_throughput(args, method: str, size: int, mode: str, k: int) -> dict:
             "peak_mb": [r["peak_mb"] for r in rows]}
 
 
+def device_line(device: str) -> str:
+    """What the numbers were measured on: GPU model (or CPU cores), torch, CUDA."""
+    import platform
+
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.device(device))
+        return (f"{props.name} ({props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, "
+                f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def markdown(doc: dict) -> str:
+    """The README table of a measurement: per method and mode s/iter, images/s, peak memory, speed-up vs fp32
+    of the same method; then the pool's aggregate throughput per K."""
+    rows, pools = doc["steps"], doc["pool"]
+    unit = "peak GPU MB" if doc["device"].startswith("cuda") else "peak RSS MB"
+    fp32 = {(r["method"], r["size"]): r["sec_per_iter"] for r in rows if r["mode"] == "fp32"}
+    out = [f"Measured on {doc['machine']} with `{doc['command']}` (batch 1, median of {doc['iters']} iterations "
+           f"after {doc['warmup']} warm-up).", "",
+           f"| method | px | mode | s/iter | images/s | {unit} | vs fp32 |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = fp32.get((r["method"], r["size"]))
+        speedup = f"{base / r['sec_per_iter']:.2f}x" if base else ""
+        out.append(f"| {r['method']} | {r['size']} | {r['mode']} | {r['sec_per_iter']:.4f} | {r['images_per_s']:.1f} "
+                   f"| {r['peak_mb']} | {speedup} |")
+    if pools:
+        p0 = pools[0]
+        base = p0["aggregate_images_per_s"] / p0["k"]
+        out += ["", f"Pool on one device ({doc['pool_what']}): K runs at once, each its own process.", "",
+                "| K | aggregate images/s | vs K=1 | target 0.8·K | per run images/s |", "|---|---|---|---|---|"]
+        for p in pools:
+            ratio = p["aggregate_images_per_s"] / base
+            out.append(f"| {p['k']} | {p['aggregate_images_per_s']:.1f} | {ratio:.2f}x | {0.8 * p['k']:.1f}x | "
+                       f"{' '.join(f'{v:.1f}' for v in p['per_run_images_per_s'])} |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=None)
@@ -170,7 +209,8 @@ def main() -> None:
     parser.add_argument("--mode", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--runners", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--json", help="also write the results as JSON")
+    parser.add_argument("--json", help="also write the results as JSON (after every row)")
+    parser.add_argument("--markdown", help="also write the README table (Markdown, after every row)")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.iters, args.warmup, args.threads, args.preset,
@@ -181,39 +221,55 @@ def main() -> None:
     for mode in args.modes:
         parse_mode(mode)
     names = args.methods or methods.names()
-    rows, pools = [], []
+    doc = {"device": args.device, "machine": device_line(args.device), "iters": args.iters, "warmup": args.warmup,
+           "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]), "steps": [], "pool": [],
+           "pool_what": ""}
+
+    def save() -> None:  # after every row: a time limit that stops the script keeps what was measured
+        if args.json:
+            Path(args.json).write_text(json.dumps(doc, indent=2))
+        if args.markdown:
+            Path(args.markdown).write_text(markdown(doc))
+
+    print(doc["machine"])
     print(f"{'method':22s} {'size':>5s} {'mode':>22s} {'s/iter':>8s} {'img/s':>8s} {'peak MB':>8s} {'params':>12s}")
-    for name in names:
-        for size in args.sizes:
-            for mode in args.modes:
+    # Modes outermost, the pool right after the first mode: the slow compile modes come last.
+    for index, mode in enumerate(args.modes):
+        for name in names:
+            for size in args.sizes:
                 proc = subprocess.run(_one_cmd(args, name, size, mode), capture_output=True, text=True)
                 try:
                     r = _result(proc)
                 except RuntimeError as exc:
                     print(f"{name:22s} {size:5d} {mode:>22s} failed: {exc}", flush=True)
                     continue
-                rows.append(r)
+                doc["steps"].append(r)
+                save()
                 print(f"{name:22s} {size:5d} {mode:>22s} {r['sec_per_iter']:8.3f} {r['images_per_s']:8.2f} "
                       f"{r['peak_mb']:8d} {r['params']:12,d}", flush=True)
-    if args.pool:
-        method, size, mode = names[0], args.sizes[0], args.pool_mode or args.modes[0]
-        print(f"\npool on one {args.device}: {method} {size} px {mode}, K runs at once")
-        print(f"{'K':>3s} {'aggregate img/s':>16s} {'vs K=1':>8s} {'per run img/s':>24s} {'peak MB':>16s}")
-        base = None
-        for k in args.pool:
-            try:
-                p = pool_throughput(args, method, size, mode, k)
-            except RuntimeError as exc:
-                print(f"{k:3d} failed: {exc}", flush=True)
-                continue
-            pools.append(p)
-            base = base or p["aggregate_images_per_s"] / p["k"]
-            per = " ".join(f"{v:.2f}" for v in p["per_run_images_per_s"])
-            print(f"{k:3d} {p['aggregate_images_per_s']:16.2f} {p['aggregate_images_per_s'] / base:7.2f}x {per:>24s} "
-                  f"{max(p['peak_mb']):16d}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"steps": rows, "pool": pools}, f, indent=2)
+        if index == 0 and args.pool:
+            pool_section(args, names, doc, save)
+
+
+def pool_section(args, names: list[str], doc: dict, save) -> None:
+    method, size, mode = names[0], args.sizes[0], args.pool_mode or args.modes[0]
+    doc["pool_what"] = f"{method} {size} px {mode}"
+    print(f"\npool on one {args.device}: {method} {size} px {mode}, K runs at once")
+    print(f"{'K':>3s} {'aggregate img/s':>16s} {'vs K=1':>8s} {'per run img/s':>24s} {'peak MB':>16s}")
+    base = None
+    for k in args.pool:
+        try:
+            p = pool_throughput(args, method, size, mode, k)
+        except RuntimeError as exc:
+            print(f"{k:3d} failed: {exc}", flush=True)
+            continue
+        doc["pool"].append(p)
+        save()
+        base = base or p["aggregate_images_per_s"] / p["k"]
+        per = " ".join(f"{v:.2f}" for v in p["per_run_images_per_s"])
+        print(f"{k:3d} {p['aggregate_images_per_s']:16.2f} {p['aggregate_images_per_s'] / base:7.2f}x {per:>24s} "
+              f"{max(p['peak_mb']):16d}", flush=True)
+    print()
 
 
 if __name__ == "__main__":
