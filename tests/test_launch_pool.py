@@ -198,3 +198,24 @@ def test_two_pool_workers_against_an_mlflow_tracking_server(mlflow_server, tmp_p
                               filter_string="tags.`bench.run_dir` LIKE '%srv%'")
     assert sorted(r.data.tags["bench.method"] for r in runs) == ["cut", "fastcut"]
     assert all(r.info.status == "FINISHED" and "last/swd_x1e3" in r.data.metrics for r in runs)
+
+
+def test_each_run_gets_its_own_command_line():
+    import argparse
+
+    from bench.launch.matrix import run_argv
+
+    args = argparse.Namespace(dataset="toy", preset="smoke", out="runs", tracking_uri=None, data_root=None,
+                              direction=None, inception_weights=None, seg_weights=None, progress_interval=5.0,
+                              overrides=["cut.lambda_NCE=2", "lambda_NCE=3", "train.eval_n=2", "lambda_A=7",
+                                         "cyclegan.pool_size=5"],
+                              resume=False, restart=True, allow_thread_change=False, no_progress=False)
+    cut = run_argv(args, "cut", 1)
+    assert cut[:4] == ("--methods", "cut", "--seeds", "1")
+    sets = [cut[i + 1] for i, a in enumerate(cut) if a == "--set"]
+    assert sets == ["cut.lambda_NCE=2", "lambda_NCE=3", "train.eval_n=2"]  # cyclegan's keys are not cut's
+    assert "--restart" in cut and "--resume" not in cut and "--no-progress" not in cut
+    assert cut[cut.index("--progress-interval") + 1] == "5.0"  # a run's log gets plain progress lines
+    cyc = run_argv(args, "cyclegan", 0)
+    assert [cyc[i + 1] for i, a in enumerate(cyc) if a == "--set"] == ["train.eval_n=2", "lambda_A=7",
+                                                                       "cyclegan.pool_size=5"]

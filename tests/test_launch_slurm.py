@@ -103,3 +103,12 @@ def test_a_preempted_task_is_requeued_and_continues_from_last_pt(tmp_path, capsy
     assert "preempted" in log and "Requeued" in log, log[-3000:]
     assert "resumed" in log, log[-3000:]
     _same(tmp_path / "ref/toy/cut/seed0", run_dir)
+
+
+def test_a_requeued_task_resumes_and_never_restarts_again():
+    from bench.launch.slurm import RunTask
+
+    task = RunTask(["--methods", "cut", "--seeds", "0", "--restart"], "cpu")
+    again = task.checkpoint().function
+    assert again.argv == ["--methods", "cut", "--seeds", "0", "--resume"] and again.device == "cpu"
+    assert again.checkpoint().function.argv == again.argv

@@ -164,3 +164,24 @@ def test_tf32_switch_sets_the_cuda_flags_and_the_record():
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     rec = compute_record(TrainConfig(tf32=True), {"intra_op": 1, "inter_op": 1})
     assert rec["tf32"] is True and rec["precision"] == "fp32"
+
+
+def test_the_compute_record_reads_back_from_json_and_flat_protocol_tags():
+    """bench.compute.* tags hold JSON (`false`); the flat bench.protocol.<metric>.compute.* tags hold str()
+    text (`False`): both read back typed, so an fp32 run is never footnoted and a bf16 one always is."""
+    from bench import compute
+    from bench.tables import protocol_differences
+    from bench.tracking import protocol_tags, read_protocols
+
+    rec = compute_record(TrainConfig(precision="bf16", compile=True), {"intra_op": 1, "inter_op": 1})
+    assert compute.from_tags(compute.compute_tags(rec)) == rec
+    for train, said in ((TrainConfig(), ""), (TrainConfig(precision="bf16", compile=True), "bf16 autocast, torch.compile")):
+        fingerprint = {"protocol": "clean", "compute": compute_record(train, {"intra_op": 2, "inter_op": 2})}
+        flat = read_protocols(protocol_tags("fid", fingerprint))["fid"]
+        assert flat["compute.channels_last"] == "False"  # as MLflow stores it
+        for fp in (fingerprint, flat):
+            assert compute.describe(compute.of_fingerprint(fp)) == said
+            notes = protocol_differences(fp, "fid", "toy", "default", "smoke", "last")
+            assert any("trained with" in n for n in notes) == bool(said), notes
+    assert compute.setting(compute.from_tags(compute.compute_tags(rec))) == {"train.precision": "bf16",
+                                                                             "train.compile": True}

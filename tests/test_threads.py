@@ -113,3 +113,47 @@ def test_resume_with_another_thread_count_is_refused_or_marked(tmp_path, capsys)
     assert run.data.tags["bench.compute.bitwise_continuous"] == "false"
     fp = json.loads((cfg.run_dir / "metrics.json").read_text())["last"]["metrics"]["swd"]["fingerprint"]
     assert fp["compute"]["bitwise_continuous"] is False and fp["compute"]["intra_op_threads"] == 2
+
+
+def test_an_automatic_count_keeps_the_recorded_one_through_the_run_lifecycle(tmp_path, monkeypatch):
+    """train.threads=0 on a rerun means "as the run recorded": a finished run is kept, a reproduce plan reuses
+    it, --restart resolves afresh; an explicit other count is a settings difference (--restart to replace)."""
+    from bench.reproduce import config_difference
+    from bench.run_folder import RunFolderConflict
+
+    cfg = _cfg(tmp_path, "k")
+    first = run_one(cfg)
+    doc = json.loads((cfg.run_dir / "config.json").read_text())
+    doc["train"]["threads"] = 2  # as if started where the rule gave 2 (a larger image, another machine)
+    (cfg.run_dir / "config.json").write_text(json.dumps(doc))
+    stamp = (cfg.run_dir / "metrics.json").stat().st_mtime_ns
+    again = run_one(_cfg(tmp_path, "k"))
+    assert again.kept and (cfg.run_dir / "metrics.json").stat().st_mtime_ns == stamp
+    assert again.mlflow_run_id == first.mlflow_run_id
+    assert config_difference(_cfg(tmp_path, "k")) == ""
+    assert "train settings" in config_difference(_cfg(tmp_path, "k", **{"train.threads": "1"}))
+    with pytest.raises(RunFolderConflict, match=r"train\.threads: 2 -> 1.*--restart"):
+        run_one(_cfg(tmp_path, "k", **{"train.threads": "1"}))
+    redone = run_one(_cfg(tmp_path, "k"), restart=True)
+    assert not redone.kept
+    assert json.loads((cfg.run_dir / "config.json").read_text())["train"]["threads"] == 1
+
+
+def test_settle_records_a_fresh_count_and_keeps_a_trained_one(tmp_path):
+    cfg = _cfg(tmp_path, "s")
+    settled, plan, continuity = threads.settle(cfg)
+    assert settled.train.threads == plan.intra_op == 1 and continuity == {}
+    (cfg.run_dir / "checkpoints").mkdir(parents=True)
+    (cfg.run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
+    (cfg.run_dir / "config.json").write_text(json.dumps({"train": {"threads": 3}}))
+    settled, plan, _ = threads.settle(cfg, resume=True)
+    assert settled.train.threads == plan.intra_op == 3 and plan.rule.startswith("resumed")
+    assert threads.settle(cfg, restart=True)[0].train.threads == 1  # --restart: the folder is moved aside
+    explicit = _cfg(tmp_path, "s", **{"train.threads": "2"})
+    assert threads.settle(explicit)[0].train.threads == 2  # no --resume: run_folder compares (and refuses)
+    settled, plan, continuity = threads.settle(explicit, resume=True, allow_change=True)
+    assert settled.train.threads == 3 and plan.intra_op == 2  # config as started, trains with 2
+    assert continuity == {"threads": 2, "bitwise_continuous": False, "thread_changes": [{"from": 3, "to": 2}]}
+    (cfg.run_dir / "config.json").write_text(json.dumps({"train": {"threads": 0}}))  # recorded before bench kept it
+    settled, plan, _ = threads.settle(cfg, resume=True)
+    assert settled.train.threads == 0 and plan.intra_op == 1
