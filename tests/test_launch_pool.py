@@ -219,3 +219,20 @@ def test_each_run_gets_its_own_command_line():
     cyc = run_argv(args, "cyclegan", 0)
     assert [cyc[i + 1] for i, a in enumerate(cyc) if a == "--set"] == ["train.eval_n=2", "lambda_A=7",
                                                                        "cyclegan.pool_size=5"]
+
+
+def test_a_run_forked_after_its_pool_died_exits_at_once(tmp_path):
+    """kill -9 of the pool while it starts a run: the server forks the run and exits before the run is tied to
+    it by the parent-death signal; the run must not then train on its own (it did: a whole run finished)."""
+    import multiprocessing
+
+    from bench.launch.pool import _run_child, pid_alive
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert not pid_alive(gone.pid) and pid_alive(os.getpid())
+    log = tmp_path / "run.log"
+    child = multiprocessing.get_context("fork").Process(target=_run_child, args=(["--help"], {}, str(log), gone.pid))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 137 and not log.exists()

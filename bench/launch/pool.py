@@ -8,8 +8,9 @@ does not pay the interpreter start and imports again (seconds of CPU each: a lar
 many times that on a busy machine). The CPU cores are split between the concurrent runs (bench.threads'
 BENCH_CPU_SHARE, OMP_NUM_THREADS). A failed run is reported when it ends and the others go on; Ctrl-C
 interrupts every running run (each ends KILLED in MLflow, its last checkpoint kept for `--resume`) and starts
-no new one; a killed pool takes its runs with it (the fork server exits with its parent, and each run gets
-the Linux parent-death signal), so `--resume` finds exactly the unfinished ones. The tracking store is created
+no new one; a killed pool takes its runs with it (each run watches the pool's pid and has the Linux
+parent-death signal of the fork server, which exits with the pool), so `--resume` finds exactly the unfinished
+ones. The tracking store is created
 once before the runs fan out.
 """
 
@@ -54,10 +55,58 @@ def _context():
     return _CONTEXT
 
 
-def _run_child(argv: list[str], env: dict[str, str], log_path: str) -> None:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _release_server() -> None:
+    """Close this run's copy of the fork server's "alive" pipe.
+
+    multiprocessing gives every process the server forks the pipe's write end, and the server exits only when
+    all of them are closed: a killed pool left the server, and so every running run, alive (a kill -9 of the
+    pool let its runs train to the end). Without the copy the server exits with the pool, and the parent-death
+    signal takes the runs with it.
+    """
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+
+
+#: Seconds between a run's checks that its pool is still alive.
+POOL_WATCH_S = 0.25
+
+
+def _die_with_pool(pool_pid: int) -> None:
+    while pid_alive(pool_pid):
+        time.sleep(POOL_WATCH_S)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _run_child(argv: list[str], env: dict[str, str], log_path: str, pool_pid: int) -> None:
     """In the forked run process: own session, die with the server, its env and log, then `bench run`."""
     os.setsid()  # a terminal Ctrl-C reaches the pool only, which interrupts each run once
     die_with_parent()
+    _release_server()
+    # The parent-death signal only covers a server that dies from now on: a pool killed while this process was
+    # being forked (the server exits with the pool) must not leave it training on its own.
+    if not pid_alive(pool_pid):
+        os._exit(137)
+    # The server takes seconds to exit (interpreter shutdown with torch loaded), and runs go on meanwhile:
+    # each run also watches the pool itself.
+    threading.Thread(target=_die_with_pool, args=(pool_pid,), name="bench-pool-watch", daemon=True).start()
     os.environ.update(env)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -149,7 +198,7 @@ class Pool:
             with open(request.log_path, "a") as out:
                 out.write(f"$ {' '.join(f'{k}={shlex.quote(v)}' for k, v in sorted(env.items()))} "
                           f"{shlex.join(['python', '-m', 'bench.cli', 'run', *run_args])}\n")
-            proc = _context().Process(target=_run_child, args=(run_args, env, str(request.log_path)),
+            proc = _context().Process(target=_run_child, args=(run_args, env, str(request.log_path), os.getpid()),
                                       name=f"bench-run-{request.name}")
             with _START_LOCK:
                 proc.start()
