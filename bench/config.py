@@ -54,7 +54,7 @@ class TrainConfig:
     #: Log training losses every N iterations.
     log_every: int = 10
     deterministic: bool = True
-    #: CPU intra-op threads; 0 = the automatic rule (bench.threads: 1 for images up to 64 px, else the cores
+    #: CPU intra-op threads; 0 = the automatic rule (bench.threads: 1 for images up to 32 px, else the cores
     #: available to the run). Part of the protocol: the resolved count is what the run records.
     threads: int = 0
     #: Stop after N iterations in total (0 = the full schedule). For debugging; recorded with the run.

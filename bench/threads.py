@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 ENV_SHARE = "BENCH_CPU_SHARE"
 
 #: Largest training crop (px) that gets one thread under the automatic rule (benchmarks/thread_sweep.py).
-ONE_THREAD_MAX_CROP = 64
+ONE_THREAD_MAX_CROP = 32
 
 
 @dataclass(frozen=True)
