@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from bench.errors import BenchError
@@ -26,6 +27,11 @@ NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", 
 
 def setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
+
+    if not verbose:
+        # MLflow installs its own stderr handler at import, at INFO ("Creating initial MLflow database tables"):
+        # stderr is for bench's one-line errors. MLflow reads this variable when it is first imported.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)], force=True)
@@ -55,7 +61,9 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        # One line, always: a message that quotes a library's multi-line error is joined.
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"bench: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
