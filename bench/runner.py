@@ -19,9 +19,9 @@ from typing import Any, Callable, Mapping
 import torch
 
 from bench import seeding
-from bench.checkpoint import atomic_write_json
+from bench.checkpoint import atomic_write_bytes, atomic_write_json, remove_stale_temps
 from bench.config import RESUMABLE_TRAIN_FIELDS, SECTIONS, RunConfig, build_section, split_overrides
-from bench.errors import BenchError, ConfigError
+from bench.errors import BenchError, CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,15 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     spec = get_spec(dataset)  # validates the name
     method_over, sections = split_overrides(dict(overrides or {}), cls.Config)
     method_cfg = cls.make_config(preset, method_over)
+    seed = seeding.check_seed(seed)
     data_over = dict(sections["data"])
     if data_root is not None:
         data_over.setdefault("root", data_root)
     if direction is not None:
+        given = data_over.get("direction")
+        if given is not None and spec.normalize_direction(str(given)) != spec.normalize_direction(direction):
+            raise ConfigError(f"--direction {direction} and --set data.direction={given} disagree; give the "
+                              "direction once (either flag)")
         data_over.setdefault("direction", direction)
     train_over = dict(sections["train"])
     if device is not None:
@@ -136,11 +141,15 @@ def _summary(results: dict[str, Any]) -> dict[str, float | None]:
 
 def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult:
     """The RunResult of a run that already wrote its metrics.json."""
-    doc = json.loads((run_dir / "metrics.json").read_text())
+    doc = _read_record(run_dir / "metrics.json")
     run_id_file = run_dir / "mlflow_run_id.txt"
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "finished", run_dir,
-                       run_id_file.read_text().strip() if run_id_file.is_file() else None)
-    _scores_from_doc(result, doc)
+                       _read_record(run_id_file, json_doc=False).strip() if run_id_file.is_file() else None)
+    try:
+        _scores_from_doc(result, doc)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"run record {run_dir / 'metrics.json'} is incomplete (no {exc}); restore it, or "
+                              "delete it and run again with --resume to re-evaluate the trained run") from None
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -166,7 +175,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
     from bench.data import load_pairs
     from bench.evaluation import Evaluator
     from bench.tracking import Tracker
-    from bench.train import Trainer, load_best_into
+    from bench.train import Trainer, load_best_into, load_last_nets_into
 
     t_start = time.perf_counter()
     run_dir = cfg.run_dir
@@ -175,23 +184,27 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         done = (run_dir / "metrics.json").is_file()
         raise BenchError(f"{run_dir} already holds a {'finished' if done else 'started'} run; "
                          "pass --resume to continue it, or choose another --out")
+    eval_changes: dict[str, list[Any]] = {}
     if resume and config_path.is_file():
-        saved = json.loads(config_path.read_text())
-        current = json.loads(json.dumps(cfg.to_dict(), default=str))
-        for section in (saved, current):
-            section["train"] = {k: v for k, v in section.get("train", {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
-        for key in ("method_cfg", "data", "train", "eval"):
-            if saved.get(key) != current[key]:
-                raise ConfigError(f"--resume: the {key} settings differ from {config_path}; resume with the same "
-                                  "options, or start a new run with another --out")
+        eval_changes = _check_resume(cfg, run_dir)
         if (run_dir / "metrics.json").is_file():  # finished before: keep it, do not re-evaluate
             log.info("%s already finished; kept as it is (delete metrics.json to re-evaluate)", run_dir)
             return _finished_result(cfg, run_dir, t_start)
+        for stale in remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints"):
+            log.info("removed %s, left by a write that was killed", stale)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config_path, cfg.to_dict())
+    if not config_path.is_file():
+        atomic_write_json(config_path, cfg.to_dict())
+    elif eval_changes:
+        # Training is over and only the evaluation changes: record the new settings (and the replaced ones).
+        saved = _read_record(config_path)
+        log.info("%s: re-evaluating the trained run with changed evaluation settings: %s", run_dir,
+                 ", ".join(f"eval.{k}: {old!r} -> {new!r}" for k, (old, new) in eval_changes.items()))
+        atomic_write_json(config_path, {**cfg.to_dict(), "replaced_eval": [*saved.get("replaced_eval", []),
+                                                                           saved.get("eval")]})
 
     run_id_file = run_dir / "mlflow_run_id.txt"
-    prev_run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    prev_run_id = _read_record(run_id_file, json_doc=False).strip() if resume and run_id_file.is_file() else None
     tags = {"bench.method": cfg.method, "bench.dataset": cfg.dataset, "bench.seed": str(cfg.seed),
             "bench.direction": cfg.data.direction or "default", "bench.preset": cfg.preset,
             "bench.git_commit": git_commit(), "bench.run_dir": str(run_dir.resolve()),
@@ -203,10 +216,14 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         tags["bench.trial"] = str(cfg.trial)
     if swept:
         tags["bench.swept"] = json.dumps(dict(swept), sort_keys=True, default=str)
+    params = cfg.flat_params()
+    if eval_changes:  # MLflow params are immutable: the changed eval settings go to a tag instead
+        params = {k: v for k, v in params.items() if k.removeprefix("eval.") not in eval_changes}
+        tags["bench.eval_changed_on_resume"] = json.dumps(eval_changes, sort_keys=True, default=str)
     tracker = Tracker.start(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=cfg.run_name,
-                            run_id=prev_run_id, tags=tags, params=cfg.flat_params(), parent_run_id=parent_run_id)
-    if tracker.run_id:
-        run_id_file.write_text(tracker.run_id + "\n")
+                            run_id=prev_run_id, tags=tags, params=params, parent_run_id=parent_run_id)
+    if tracker.run_id and tracker.run_id != prev_run_id:
+        atomic_write_bytes(run_id_file, (tracker.run_id + "\n").encode())
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id)
     try:
         tracker.log_artifact(config_path)
@@ -241,13 +258,28 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         metrics_doc["last"] = {"epoch": last_epoch, **last}
         tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=last_epoch)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
+        recovered = None
         if cfg.eval.score_best and best_epoch != last_epoch:
-            load_best_into(method, run_dir)
-            best = evaluator.full(method, "best")
+            try:
+                load_best_into(method, run_dir)
+            except CheckpointError as exc:
+                # The best epoch's weights are gone; the last ones are loaded: score "best" with them, saying so.
+                recovered = (f"{exc}. The best epoch by the training history was {best_epoch}; its weights are "
+                             f"lost, so 'best' is scored with the last weights (epoch {last_epoch})")
+                log.warning("%s", recovered)
+                load_last_nets_into(method, run_dir)  # a best.pt that did not fit may have been loaded in part
+                best_epoch = last_epoch
+                best = last
+            else:
+                best = evaluator.full(method, "best")
         else:
             best = last
         metrics_doc["best"] = {"epoch": best_epoch, "selected_by": cfg.train.select_metric,
                                "note": "selected on the held-out test subset (as the papers did)", **best}
+        if recovered:
+            metrics_doc["best"].update(recovered=recovered, history_best_epoch=int(state.best["epoch"]),
+                                       selected_by="last (best.pt unusable)")
+            tracker.set_tags({"bench.best_recovered": recovered[:5000]})
         tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=best_epoch)
         if method.two_way:
             # Two-way methods are also scored B->A, with the weights now loaded (best if it was rescored).
@@ -269,6 +301,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         tracker.set_tags({"bench.status": "finished"})
         tracker.finish("FINISHED")
         result.status = "finished"
+        (run_dir / "error.txt").unlink(missing_ok=True)  # an earlier attempt's error no longer applies
         _scores_from_doc(result, metrics_doc)
     except BaseException as exc:
         if _is_pruned(exc):
@@ -280,11 +313,66 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         result.error = msg
         tracker.set_tags({"bench.status": "failed"})
         tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", error=msg)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        _write_error(run_dir / "error.txt", traceback.format_exc())
         raise
     finally:
         result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _read_record(path: Path, json_doc: bool = True) -> Any:
+    """A run record (config.json, metrics.json, mlflow_run_id.txt); CheckpointError naming it when unreadable."""
+    try:
+        text = path.read_text()
+        return json.loads(text) if json_doc else text
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"run record {path} is unreadable ({type(exc).__name__}: {exc}); restore it from a "
+                              "copy, or move the run folder aside and run again") from None
+
+
+def _check_resume(cfg: RunConfig, run_dir: Path) -> dict[str, list[Any]]:
+    """Refuse a resume under other settings. Evaluation settings may change once training is over (a run whose
+    final evaluation failed is re-scored with corrected settings); returns those changes {key: [old, new]}."""
+    config_path = run_dir / "config.json"
+    saved = _read_record(config_path)
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"run record {config_path} is not a run configuration; restore it from a copy, or "
+                              "move the run folder aside and run again")
+    current = json.loads(json.dumps(cfg.to_dict(), default=str))
+    for section in (saved, current):
+        section["train"] = {k: v for k, v in (section.get("train") or {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
+    changes: dict[str, list[Any]] = {}
+    for key in ("method_cfg", "data", "train", "eval"):
+        if saved.get(key) == current[key]:
+            continue
+        if key == "eval" and isinstance(saved.get("eval"), dict) and not (run_dir / "metrics.json").is_file() \
+                and _training_finished(run_dir):
+            changes = {k: [saved["eval"].get(k), v] for k, v in current["eval"].items() if saved["eval"].get(k) != v}
+            continue
+        hint = " (evaluation settings may change only once training has finished)" if key == "eval" else ""
+        raise ConfigError(f"--resume: the {key} settings differ from {config_path}{hint}; resume with the same "
+                          "options, or start a new run with another --out")
+    return changes
+
+
+def _training_finished(run_dir: Path) -> bool:
+    """True when last.pt records a finished training loop (read memory-mapped: no weights are loaded)."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return False
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: the resume itself reports it, naming the file
+        return False
+    return bool(isinstance(state, dict) and (state.get("loop") or {}).get("finished"))
+
+
+def _write_error(path: Path, text: str) -> None:
+    """Record a failure's traceback; best effort (a full disk must not hide the real error behind an empty file)."""
+    try:
+        atomic_write_bytes(path, text.encode())
+    except (OSError, BenchError) as exc:
+        log.warning("could not write %s (%s); the error is in the log above", path, exc)
 
 
 def _is_pruned(exc: BaseException) -> bool:

@@ -371,6 +371,18 @@ class Tracker:
         """Store a matplotlib figure as an image artifact."""
         return self._guard("log_figure", lambda: self.client.log_figure(self.run_id, figure, artifact_file))
 
+    def last_steps(self, prefixes: tuple[str, ...]) -> dict[str, int]:
+        """The highest step logged so far for each metric whose key starts with one of `prefixes` ({} if none)."""
+        steps: dict[str, int] = {}
+
+        def read() -> None:
+            for key in self.client.get_run(self.run_id).data.metrics:
+                if key.startswith(prefixes):
+                    steps[key] = max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=-1)
+
+        self._guard("get_metric_history", read)
+        return steps
+
     # ---------------------------------------------------------------- end
     def finish(self, status: str = "FINISHED", error: str | None = None, bench_status: str | None = None) -> None:
         """End the run as FINISHED/FAILED/KILLED; the error message goes to tag `bench.error`.

@@ -24,8 +24,9 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from bench import seeding
-from bench.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from bench.checkpoint import RESTORE_HINT, TRAINING_STATE, atomic_write_json, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
+from bench.errors import CheckpointError
 from bench.images import save_png
 from bench.metrics.catalog import is_better
 
@@ -108,6 +109,13 @@ class Trainer:
         self.eval_every = every
         self.state = LoopState()
         self.schedulers: dict[str, LambdaLR] = {}
+        #: metric key -> last step MLflow already holds (from before a resume); replayed steps are not re-logged.
+        self._logged_until: dict[str, int] = {}
+
+    def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        fresh = {k: v for k, v in metrics.items() if step > self._logged_until.get(k, -1)}
+        if fresh:
+            self.tracker.log_metrics(fresh, step=step)
 
     # ----------------------------------------------------------------- data
     def batch_at(self, epoch: int, pos: int) -> dict[str, Any]:
@@ -123,12 +131,19 @@ class Trainer:
         self.schedulers = {k: LambdaLR(opt, self.method.lr_lambda) for k, opt in self.method.optimizers.items()}
         last = self.ckpt_dir / "last.pt"
         if resume and last.is_file():
-            ckpt = load_checkpoint(last, map_location=self.method.device)
-            self.method.load_state_dict(ckpt["method"])
-            for k, sd in ckpt["schedulers"].items():
-                self.schedulers[k].load_state_dict(sd)
-            self.state = LoopState.from_dict(ckpt["loop"])
-            seeding.set_rng_state(ckpt["rng"])
+            ckpt = load_checkpoint(last, map_location=self.method.device, require=TRAINING_STATE)
+            try:
+                self.method.load_state_dict(ckpt["method"])
+                for k, sd in ckpt["schedulers"].items():
+                    self.schedulers[k].load_state_dict(sd)
+                self.state = LoopState.from_dict(ckpt["loop"])
+                seeding.set_rng_state(ckpt["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+                detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+                raise CheckpointError(f"checkpoint {last} does not fit this run ({type(exc).__name__}: {detail}); "
+                                      f"{RESTORE_HINT}") from None
+            # Steps logged after this checkpoint was written are replayed now: MLflow already has them.
+            self._logged_until = self.tracker.last_steps(("train/", "eval/"))
             log.info("resumed %s at epoch %d, batch %d (iteration %d)", self.run_dir, self.state.epoch,
                      self.state.batch_pos, self.state.iteration)
 
@@ -181,7 +196,7 @@ class Trainer:
                 if st.iteration % cfg.train.log_every == 0 or st.batch_pos == self.n_batches:
                     means = {f"train/{k}": float(v) / count for k, v in sums.items()}
                     sums, count = {}, 0
-                    self.tracker.log_metrics(means, step=st.iteration)
+                    self._log_metrics(means, step=st.iteration)
                     if progress:
                         rate = (st.iteration - it0) / max(1e-9, time.perf_counter() - t0)
                         desc = " ".join(f"{k[6:]}={v:.3f}" for k, v in list(means.items())[:4])
@@ -196,7 +211,7 @@ class Trainer:
                 if m.schedule_unit == "epoch":
                     for s in self.schedulers.values():
                         s.step()
-                self.tracker.log_metrics({"train/lr": self._lr()}, step=st.iteration)
+                self._log_metrics({"train/lr": self._lr()}, step=st.iteration)
             if epoch % self.eval_every == 0 or epoch == self.total_epochs or stopped_early:
                 self.evaluate_epoch(epoch)
             if st.batch_pos >= self.n_batches:
@@ -230,7 +245,7 @@ class Trainer:
         entry = {"epoch": epoch, "iteration": st.iteration, **scores}
         st.history = [h for h in st.history if h["epoch"] != epoch] + [entry]
         if scores:
-            self.tracker.log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
+            self._log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
                 st.best = {"epoch": epoch, "value": value}
@@ -244,9 +259,25 @@ class Trainer:
             self.on_eval(epoch, scores)
 
 
+def load_last_nets_into(method, run_dir: Path) -> None:
+    """Load the nets of last.pt into `method` (after a failed best.pt load)."""
+    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt", map_location=method.device, require=("method",))
+    method.load_state_dict(ckpt["method"])
+
+
 def load_best_into(method, run_dir: Path) -> int:
-    """Load best.pt's nets into `method`; returns its epoch."""
-    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "best.pt", map_location=method.device)
-    for k, sd in ckpt["method"]["nets"].items():
-        method.nets[k].load_state_dict(sd)
-    return int(ckpt["epoch"])
+    """Load best.pt's nets into `method`; returns its epoch. CheckpointError when unusable (a file that does not
+    fit may have been loaded in part: reload the last weights with `load_last_nets_into`)."""
+    path = Path(run_dir) / "checkpoints" / "best.pt"
+    ckpt = load_checkpoint(path, map_location=method.device, require=("method", "epoch"))
+    try:
+        nets = ckpt["method"]["nets"]
+        unknown = sorted(set(nets) - set(method.nets))
+        if unknown:
+            raise KeyError(f"nets {unknown}")
+        for k, sd in nets.items():
+            method.nets[k].load_state_dict(sd)
+        return int(ckpt["epoch"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: "
+                              f"{str(exc).strip()[:160]}); {RESTORE_HINT}") from None

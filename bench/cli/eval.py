@@ -149,6 +149,10 @@ def _run_settings(run_dir: Path, args) -> dict[str, Any]:
     real = run_dir / "eval" / "reference"
     for path, what in ((fake, f"the {args.tag} fakes"), (real, "the reference images")):
         if not path.is_dir():
+            if (run_dir / "checkpoints" / "last.pt").is_file() and not (run_dir / "metrics.json").is_file():
+                raise DataError(f"{run_dir}: the run's final evaluation did not finish ({path} is missing); run "
+                                "the same `bench run ... --resume` to evaluate it without retraining (evaluation "
+                                "settings may be corrected: --set eval.KEY=VALUE)")
             raise DataError(f"{path} is missing ({what}); was the run evaluated? (--tag last|best)")
     metrics = _parse_metrics(args.metrics)
     if metrics is None:

@@ -37,7 +37,15 @@ def cmd_run(args) -> int:
     from bench.config import parse_set
     from bench.runner import build_run_config, method_fits, run_one
 
+    from bench.seeding import check_seed
+
     overrides = parse_set(args.overrides)
+    for seed in args.seeds:
+        check_seed(seed, "--seeds")
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--seeds {' '.join(map(str, args.seeds))}: seed {repeated[0]} is given twice (one run "
+                         "folder per seed); list each seed once")
     if args.no_progress:
         overrides.setdefault("train.progress", "false")
     names = registry.names() if args.methods == ["all"] else args.methods
@@ -73,7 +81,9 @@ def cmd_run(args) -> int:
                 if len(plan) == 1:
                     raise
             except Exception as exc:  # one failing method must not stop the others
-                log.exception("%s/seed%d crashed", cfg.method, cfg.seed)
+                log.error("%s/seed%d crashed: %s: %s (traceback in %s)", cfg.method, cfg.seed, type(exc).__name__,
+                          exc, cfg.run_dir / "error.txt")
+                log.debug("%s/seed%d traceback", cfg.method, cfg.seed, exc_info=True)
                 results.append(_failed(cfg, exc))
     _print_summary(results, skipped)
     return 0 if all(r.status == "finished" for r in results) else 1
