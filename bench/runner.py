@@ -198,7 +198,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
     elif eval_changes:
         # Training is over and only the evaluation changes: record the new settings (and the replaced ones).
         saved = _read_record(config_path)
-        log.info("%s: re-evaluating the trained run with changed evaluation settings: %s", run_dir,
+        log.info("%s: continuing with changed evaluation settings: %s", run_dir,
                  ", ".join(f"eval.{k}: {old!r} -> {new!r}" for k, (old, new) in eval_changes.items()))
         atomic_write_json(config_path, {**cfg.to_dict(), "replaced_eval": [*saved.get("replaced_eval", []),
                                                                            saved.get("eval")]})
@@ -330,9 +330,15 @@ def _read_record(path: Path, json_doc: bool = True) -> Any:
                               "copy, or move the run folder aside and run again") from None
 
 
+#: Evaluation settings a resume may change while training is still going (they decide memory use, not which images
+#: are scored or how): a run whose in-training evaluation failed on them continues with a corrected value.
+EVAL_FIELDS_CHANGEABLE_MIDWAY = ("batch_size",)
+
+
 def _check_resume(cfg: RunConfig, run_dir: Path) -> dict[str, list[Any]]:
     """Refuse a resume under other settings. Evaluation settings may change once training is over (a run whose
-    final evaluation failed is re-scored with corrected settings); returns those changes {key: [old, new]}."""
+    final evaluation failed is re-scored with corrected settings), and `EVAL_FIELDS_CHANGEABLE_MIDWAY` at any time;
+    returns those changes {key: [old, new]}."""
     config_path = run_dir / "config.json"
     saved = _read_record(config_path)
     if not isinstance(saved, dict):
@@ -345,11 +351,13 @@ def _check_resume(cfg: RunConfig, run_dir: Path) -> dict[str, list[Any]]:
     for key in ("method_cfg", "data", "train", "eval"):
         if saved.get(key) == current[key]:
             continue
-        if key == "eval" and isinstance(saved.get("eval"), dict) and not (run_dir / "metrics.json").is_file() \
-                and _training_finished(run_dir):
-            changes = {k: [saved["eval"].get(k), v] for k, v in current["eval"].items() if saved["eval"].get(k) != v}
-            continue
-        hint = " (evaluation settings may change only once training has finished)" if key == "eval" else ""
+        if key == "eval" and isinstance(saved.get("eval"), dict) and not (run_dir / "metrics.json").is_file():
+            diff = {k: [saved["eval"].get(k), v] for k, v in current["eval"].items() if saved["eval"].get(k) != v}
+            if set(diff) <= set(EVAL_FIELDS_CHANGEABLE_MIDWAY) or _training_finished(run_dir):
+                changes = diff
+                continue
+        hint = (f" (while training, only eval.{', eval.'.join(EVAL_FIELDS_CHANGEABLE_MIDWAY)} may change; the other "
+                "evaluation settings once training has finished)") if key == "eval" else ""
         raise ConfigError(f"--resume: the {key} settings differ from {config_path}{hint}; resume with the same "
                           "options, or start a new run with another --out")
     return changes

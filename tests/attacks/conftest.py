@@ -23,7 +23,8 @@ def bench(capsys):
 
 
 def _build(base: Path, kind: str) -> Path:
-    """A tiny CUT run under `base` in state `kind`: finished | eval_failed | interrupted."""
+    """A tiny CUT run under `base` in state `kind`: finished | eval_failed (the final evaluation) | quick_eval_failed
+    (the in-training evaluation of epoch 2, after the epoch-1 checkpoint) | interrupted (KeyboardInterrupt)."""
     from bench.cli import main
     from bench.errors import BenchError
 
@@ -39,6 +40,18 @@ def _build(base: Path, kind: str) -> Path:
                 raise BenchError("simulated failure of the final evaluation")
 
             mp.setattr(Evaluator, "full", fail)
+        elif kind == "quick_eval_failed":
+            from bench.evaluation import Evaluator
+
+            original_quick, evals = Evaluator.quick, []
+
+            def quick(self, *args, **kwargs):
+                evals.append(1)
+                if len(evals) == 2:
+                    raise BenchError("simulated failure of the in-training evaluation")
+                return original_quick(self, *args, **kwargs)
+
+            mp.setattr(Evaluator, "quick", quick)
         elif kind == "interrupted":
             from methods.cut import CUT
 
@@ -52,7 +65,7 @@ def _build(base: Path, kind: str) -> Path:
 
             mp.setattr(CUT, "train_step", step)
         code = main(tiny_run_argv())
-        expected = {"finished": 0, "eval_failed": 1, "interrupted": 130}[kind]
+        expected = {"finished": 0, "eval_failed": 1, "quick_eval_failed": 1, "interrupted": 130}[kind]
         assert code == expected, f"building the {kind} run gave exit {code}"
     shutil.rmtree(base / "cache", ignore_errors=True)
     return base

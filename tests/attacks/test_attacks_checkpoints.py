@@ -115,6 +115,23 @@ def test_failed_evaluation_still_refuses_other_setting_changes(bench, run_copy, 
     assert_intact(before, tmp_path / "runs")
 
 
+def test_an_in_training_evaluation_failure_resumes_with_a_corrected_batch_size(bench, run_copy):
+    run = run_copy("quick_eval_failed")
+    assert (run / "checkpoints" / "last.pt").is_file() and not (run / "metrics.json").exists()
+    res = bench(*tiny_run_argv("--resume", settings={"eval.batch_size": "25"}))
+    assert_clean(res, 0)
+    assert json.loads((run / "config.json").read_text())["eval"]["batch_size"] == 25
+    assert _metrics(run)["last"]["epoch"] == 2
+
+
+def test_mid_training_other_eval_changes_are_still_refused(bench, run_copy, tmp_path):
+    run = run_copy("quick_eval_failed")
+    before = snapshot(tmp_path / "runs")
+    res = bench(*tiny_run_argv("--resume", settings={"eval.n_test": "3"}))
+    assert_refused(res, 2, str(run / "config.json"), "eval.batch_size")
+    assert_intact(before, tmp_path / "runs")
+
+
 def test_bench_eval_run_on_a_failed_evaluation_points_to_resume(bench, run_copy, tmp_path):
     run = run_copy("eval_failed")
     before = snapshot(tmp_path / "runs")
@@ -170,3 +187,28 @@ def test_resume_logs_no_duplicate_metric_points(bench, run_copy, tmp_path):
     for key in keys:
         steps = [m.step for m in client.get_metric_history(run_id, key)]
         assert len(steps) == len(set(steps)), f"{key}: steps {sorted(steps)}"
+
+
+def test_a_kill_between_write_and_rename_leaves_no_lasting_temp_file(tmp_path):
+    """kill -9 at the worst moment of a checkpoint write: the temp file is complete, the rename never happens.
+    The old checkpoint survives, and the next save removes the full-size leftover."""
+    import os
+    import signal
+
+    from bench.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"loop": {"iteration": 1}, "blob": torch.zeros(50_000)})
+    pid = os.fork()
+    if pid == 0:  # child: die by SIGKILL right before the rename
+        os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        save_checkpoint(path, {"loop": {"iteration": 2}, "blob": torch.ones(50_000)})
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    left = list(path.parent.glob(".last.pt.*.tmp"))
+    assert len(left) == 1 and left[0].stat().st_size > 200_000  # the full-size leftover the issue saw
+    assert load_checkpoint(path)["loop"]["iteration"] == 1  # the old checkpoint is intact
+    save_checkpoint(path, {"loop": {"iteration": 3}, "blob": torch.ones(50_000)})
+    assert not list(path.parent.glob(".*.tmp"))
+    assert load_checkpoint(path)["loop"]["iteration"] == 3
