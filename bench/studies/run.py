@@ -44,6 +44,8 @@ PARENT_ATTR = "bench:mlflow_parent_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
 #: The error a failed trial ended with (its first line, for `status`, `table` and the study's own error).
 ERROR_ATTR = "bench:error"
+#: Trial number from which failures count toward the stop (set by each `bench study run` of an existing study).
+STREAK_START_ATTR = "bench:failure_streak_from"
 READY_TIMEOUT = 60.0
 
 
@@ -184,6 +186,8 @@ def open_study(spec: StudySpec, handle: StudyStorage, opts: RunOptions, *, coord
         if coordinator:
             requeue_failed_grid_points(study, spec)
             _reopen_parent(study, opts)
+            # Run again (after a fix): earlier failures no longer stop the study at once.
+            study.set_user_attr(STREAK_START_ATTR, len(study.get_trials(deepcopy=False)))
     return study
 
 
@@ -571,13 +575,15 @@ class StudyFailed(BenchError):
 
 def failure_streak(study) -> list:
     """The failed trials at the end of the study's finished trials (in the order they ended), worker deaths
-    (re-queued trials) excluded."""
+    (re-queued trials) excluded; only trials since the last `bench study run` count (a rerun after a fix starts
+    a new streak)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
+    since = int(study.user_attrs.get(STREAK_START_ATTR, 0))
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            and t.number not in retried]
+            and t.number not in retried and t.number >= since]
     done.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
     streak = []
     for t in reversed(done):

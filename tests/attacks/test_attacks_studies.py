@@ -67,6 +67,24 @@ def test_a_study_whose_trials_all_fail_stops_with_the_first_error(bench, tmp_pat
     assert states == [TrialState.FAIL] * 3
 
 
+def test_a_rerun_after_the_fix_runs_trials_again(bench, tmp_path, monkeypatch):
+    import bench.studies.run as study_run
+
+    path = quad_spec(tmp_path / "quad.yaml", n_trials=6)
+    original = study_run.run_trial
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("weights file missing")
+
+    monkeypatch.setattr(study_run, "run_trial", broken)
+    assert_refused(bench("study", "run", path, "--no-tracking"), 1, "weights file missing")
+    monkeypatch.setattr(study_run, "run_trial", original)  # fixed
+    res = bench("study", "run", path, "--no-tracking")
+    assert res.code == 0, res.err
+    states = [t.state for t in _study(path).trials]
+    assert states == [TrialState.FAIL] * 3 + [TrialState.COMPLETE] * 3  # the failures used their share of budget
+
+
 def test_max_failed_trials_is_a_spec_key(bench, tmp_path, brake):
     path = quad_spec(tmp_path / "quad.yaml", overrides={"epochs": 1, "fail": True}, n_trials=20, max_failed_trials=5)
     assert_refused(bench("study", "run", path, "--no-tracking"), 1, "5 consecutive")
