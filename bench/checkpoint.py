@@ -25,6 +25,20 @@ TMP_SUFFIX = ".tmp"
 TRAINING_STATE = ("method", "schedulers", "loop", "rng")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically (temp file + fsync + rename + directory fsync).
 
@@ -38,6 +52,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise disk_full(exc, path) or exc
     try:
+        # mkstemp creates 0600; the file gets what open() would give it (0644 under the usual umask 022), so
+        # colleagues on a shared server can read results and checkpoints.
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -74,6 +91,11 @@ def remove_stale_temps(folder: Path, name: str | None = None) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomically write `text` (UTF-8)."""
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -87,9 +87,17 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.protocol not in ("legacy_pytorch", "clean"):
             raise ConfigError(f"eval.protocol={self.protocol!r}: use legacy_pytorch or clean")
-        for name in ("n_test", "lpips_inputs", "lpips_samples", "batch_size"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
+        # Checked now, not after training: a bad value would otherwise fail (or score nothing) at the end.
+        for name, least in (("n_test", 0), ("lpips_inputs", 1), ("lpips_samples", 2), ("batch_size", 1)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"eval.{name}={getattr(self, name)}: must be >= {least}"
+                                  + (" (0 = the whole test split)" if name == "n_test" else "")
+                                  + (" (LPIPS diversity compares consecutive samples)" if name == "lpips_samples"
+                                     else ""))
+        for name in ("inception_weights", "seg_weights"):
+            value = getattr(self, name)
+            if value and not Path(value).expanduser().is_file():
+                raise ConfigError(f"eval.{name}={value}: no such file")
 
 
 @dataclass(frozen=True)
@@ -130,15 +138,10 @@ class RunConfig:
 
     def algorithm_dict(self) -> dict[str, Any]:
         """The parts that determine the numbers (not where things are written or how progress is shown)."""
-        d = self.to_dict()
-        for k in ("out", "tracking_uri", "study", "trial", "run_name_suffix"):
-            d.pop(k)
-        d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE_TRAIN_FIELDS}
-        return d
+        return algorithm_dict_of(self.to_dict())
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.algorithm_dict(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return config_hash_of(self.to_dict())
 
     def flat_params(self) -> dict[str, str]:
         """Flattened `section.field` -> string, for MLflow params.
@@ -156,6 +159,20 @@ class RunConfig:
         return out
 
 
+def algorithm_dict_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`RunConfig.algorithm_dict` of a `to_dict()` document (a saved config.json too; extra keys are ignored)."""
+    keys = ("method", "dataset", "seed", "preset", "method_cfg", "data", "train", "eval")
+    d = json.loads(json.dumps({k: doc.get(k) for k in keys}, default=str))
+    d["train"] = {k: v for k, v in (d.get("train") or {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
+    return d
+
+
+def config_hash_of(doc: Mapping[str, Any]) -> str:
+    """`RunConfig.config_hash` of a `to_dict()` document, e.g. the config.json a checkpoint was written under."""
+    blob = json.dumps(algorithm_dict_of(doc), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 #: Train settings that do not change the numbers and may differ between a run and its resumption.
 RESUMABLE_TRAIN_FIELDS = ("progress", "log_every", "save_every", "device", "threads")
 
@@ -163,7 +180,11 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
 def split_overrides(overrides: Mapping[str, Any], method_cfg_cls: type) -> tuple[dict, dict[str, dict]]:
-    """Split `--set` keys into method overrides and per-section overrides; unknown sections are errors."""
+    """Split `--set` keys into method overrides and per-section overrides; unknown sections are errors.
+
+    `method.x` and a bare `x` are method fields (a bare key must be one of `method_cfg_cls`'s fields);
+    `data.x`, `train.x`, `eval.x` go to those sections. This is the one place that reads a key's section.
+    """
     method_over: dict[str, Any] = {}
     sections: dict[str, dict] = {k: {} for k in SECTIONS}
     method_fields = {f.name for f in fields(method_cfg_cls)}
@@ -190,12 +211,17 @@ def build_section(cls, overrides: Mapping[str, Any], base=None):
     return apply_overrides(obj, dict(overrides), prefix=f"{cls.__name__.replace('Config', '').lower()}.")
 
 
-def parse_set(items: list[str] | None) -> dict[str, str]:
-    """Parse repeated `--set key=value` strings into a dict (ConfigError for a malformed item)."""
+def parse_set(items: list[str] | None, *, flag: str = "--set",
+              example: str = "lambda_NCE=2 or --set train.eval_every=5") -> dict[str, str]:
+    """Parse repeated `--set key=value` strings into a dict (ConfigError for a malformed item).
+
+    The one parser of KEY=VALUE command-line items (`bench run|study|import --set`, `bench eval --context`);
+    it imports neither torch nor a method, so read-only commands stay light.
+    """
     out: dict[str, str] = {}
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. --set lambda_NCE=2 or --set train.eval_every=5)")
+            raise ConfigError(f"{flag} {item!r}: expected key=value (e.g. {flag} {example})")
         out[key.strip()] = value.strip()
     return out

@@ -55,6 +55,10 @@ def disk_full(exc: BaseException, path, what: str = "") -> "DiskFullError | None
                          "e.g. --out DIR), then run the same command again (a run continues with --resume)")
 
 
+class TrainingDiverged(BenchError):
+    """A loss or a weight became non-finite (nan/inf): the run stops as failed and is never scored."""
+
+
 class MetricUnavailable(BenchError):
     """A metric cannot be computed here (e.g. its weights are absent); the reason is the message."""
 

@@ -1,9 +1,11 @@
 """Evaluation of a trained method on a dataset's test split: translate, write PNGs, score.
 
-Which metrics a run reports depends on the dataset and the method (DESIGN.md §5): FID + KID + SWD for every
-translation; L1/PSNR/SSIM against ground truth for aligned datasets; segmentation scores for Cityscapes
-labels->photo when DRN weights are given; LPIPS diversity (and BicycleGAN's reconstruction error) for
-multimodal methods. Every number carries its protocol fingerprint (bench.metrics).
+Which metrics a run scores is decided by data (bench.metrics.catalog `scope`), never by dataset or method names
+here: every translation gets the scope-"always" metrics (FID, KID, SWD); aligned datasets add the scope-"aligned"
+ones (L1/PSNR/SSIM against ground truth); a dataset spec lists scope-"dataset" metrics per direction
+(`DatasetSpec.eval_metrics`: Cityscapes' DRN scores for label->photo); a method declares the scope-"method"
+metrics it supports (`Method.extra_metrics`: LPIPS diversity, BicycleGAN's reconstruction error). `eval.metrics`
+narrows that set. Every number carries its protocol fingerprint (bench.metrics).
 """
 
 from __future__ import annotations
@@ -16,14 +18,25 @@ from typing import Any
 import torch
 
 from bench.config import RunConfig
+from bench.errors import ConfigError, closest
 from bench.images import grid, save_png, to_uint8
+from bench.metrics import catalog
+from bench.official import EPOCH_RULES, TEST_SETS, official_loop
 
 log = logging.getLogger(__name__)
 
-UNPAIRED_METRICS = ("fid", "kid", "swd")
-PAIRED_METRICS = ("l1", "psnr", "ssim")
-SEG_METRICS = ("miou", "pixel_acc", "class_acc")
 N_QUALITATIVE = 8
+#: Logged during training when the selection metric cannot be computed here (no Inception weights offline).
+FALLBACK_EVAL_METRICS = ("swd",)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning the first time in this process, debug afterwards (evaluations repeat every few epochs)."""
+    (log.debug if message in _WARNED else log.warning)(message)
+    _WARNED.add(message)
 
 
 @dataclass
@@ -46,27 +59,54 @@ def load_eval_data(cfg: RunConfig, direction: str | None = None) -> EvalData:
                     aligned=bool(spec.aligned))
 
 
-def wanted_metrics(cfg: RunConfig, method, data: EvalData) -> list[str]:
-    """The metrics this run calls for (or the user's explicit list)."""
-    if cfg.eval.metrics:
-        return list(cfg.eval.metrics)
-    names = list(UNPAIRED_METRICS)
-    if data.aligned:
-        names += PAIRED_METRICS
-    if cfg.dataset == "cityscapes" and _is_label_to_photo(cfg):
-        names += SEG_METRICS
-    if method.multimodal:
-        names.append("lpips_diversity")
-        if hasattr(method, "reconstruct") and data.aligned:
-            names.append("recon_l1")
-    return names
-
-
-def _is_label_to_photo(cfg: RunConfig) -> bool:
+def run_metrics(dataset: str, direction: str | None, method_cls) -> tuple[str, ...]:
+    """Every metric a run of `method_cls` on `dataset` in `direction` can score (catalogue scopes)."""
     from bench.data import get_spec
 
-    spec = get_spec(cfg.dataset)
-    return spec.normalize_direction(cfg.data.direction) == spec.default_direction
+    spec = get_spec(dataset)
+    return catalog.scored(aligned=bool(spec.aligned), dataset=spec.dataset_metrics(direction),
+                          method=method_cls.extra_metrics)
+
+
+def wanted_metrics(cfg: RunConfig, method_cls, direction: str | None = None) -> list[str]:
+    """The metrics this run scores in `direction` (default: the run's): `eval.metrics` if given, else all it can.
+
+    `eval.metrics` was checked against the run's direction (`check_metrics`); a two-way method's reverse direction
+    may offer fewer (Cityscapes photo->label has no DRN scores), and those are left out there.
+    """
+    available = run_metrics(cfg.dataset, direction or cfg.data.direction, method_cls)
+    if cfg.eval.metrics:
+        return [m for m in cfg.eval.metrics if m in available]
+    return list(available)
+
+
+def check_metrics(cfg: RunConfig, method_cls) -> None:
+    """ConfigError (naming the key, the value and what is accepted) for `eval.metrics` and `train.select_metric`
+    values that this run cannot score; called when the run config is built, before data or networks."""
+    available = run_metrics(cfg.dataset, cfg.data.direction, method_cls)
+    where = f"{cfg.method} on {cfg.dataset} {cfg.data.direction or ''}".rstrip()
+    for m in cfg.eval.metrics:
+        if m in catalog.REFUSED:
+            raise ConfigError(f"eval.metrics={m}: {catalog.REFUSED[m]}")
+        if m not in catalog.CATALOG:
+            raise ConfigError(f"eval.metrics={m}: unknown metric{closest(m, available)}; accepted for {where}: "
+                              f"{', '.join(available)}")
+        if m not in available:
+            scope = catalog.CATALOG[m].scope
+            why = {"aligned": "needs an aligned dataset", "dataset": "only where the dataset spec lists it for the "
+                   "direction", "method": "only for methods that declare it",
+                   "published": "a published-only number"}.get(scope, scope)
+            raise ConfigError(f"eval.metrics={m}: not scored for {where} ({why}); accepted: {', '.join(available)}")
+    scored = cfg.eval.metrics or available
+    selectable = [m for m in scored if catalog.CATALOG[m].eval_time]
+    select = cfg.train.select_metric
+    if select not in selectable:
+        if not selectable:
+            raise ConfigError(f"train.select_metric={select}: eval.metrics={','.join(scored)} has no metric the "
+                              f"training loop can score; add one of {', '.join(catalog.names(eval_time=True))}")
+        hint = closest(select, selectable) if select not in catalog.CATALOG else ""
+        raise ConfigError(f"train.select_metric={select}: accepted (scored during training for {where}): "
+                          f"{', '.join(selectable)}{hint}")
 
 
 def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
@@ -77,12 +117,15 @@ def _stack(ds, idx: list[int]) -> tuple[torch.Tensor, list[str]]:
 class Evaluator:
     """Scores a method on the test split; caches the reference images of the run on disk."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB") -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device, direction: str = "AtoB",
+                 data: EvalData | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = device
         self.direction = direction
-        self.data = load_eval_data(cfg, None if direction == "AtoB" else _reverse(cfg))
+        #: The dataset direction this evaluator scores (the run's, or its reverse for a two-way method's B->A).
+        self.dataset_direction = cfg.data.direction if direction == "AtoB" else _reverse(cfg)
+        self.data = data if data is not None else load_eval_data(cfg, self.dataset_direction)
         self.sub = "" if direction == "AtoB" else "BtoA/"
         self.reference_dir = self.run_dir / "eval" / f"{self.sub}reference"
         self._write_reference()
@@ -114,12 +157,16 @@ class Evaluator:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + stream)
         return method.sample_z(n, generator=gen)
 
-    def translate_batches(self, method, indices: list[int], batch_size: int = 8):
-        """Yield (uint8 fakes, source paths) for the given source indices, in batches (eval mode)."""
+    def translate_batches(self, method, indices: list[int], batch_size: int = 8, stream_base: int = 0):
+        """Yield (uint8 fakes, source paths) for the given source indices, in batches (eval mode).
+
+        Latent codes (multimodal methods) come from streams `stream_base + batch start`: the position in the
+        test loop, so a second translation of the same input (the official loop's wrap-around) gets new codes.
+        """
         for start in range(0, len(indices), batch_size):
             idx = indices[start:start + batch_size]
             x, paths = _stack(self.data.sources, idx)
-            z = self._fixed_z(method, len(idx), stream=start)
+            z = self._fixed_z(method, len(idx), stream=stream_base + start)
             if z is not None:
                 z = z.to(self.device)
             yield to_uint8(self._translate(method, x, z)), paths
@@ -134,7 +181,7 @@ class Evaluator:
         try:
             return compute()
         except DataError as exc:
-            log.warning("metrics %s unavailable: %s", ", ".join(names), exc)
+            _warn_once(f"metrics {', '.join(names)} unavailable: {exc}")
             return {m: MetricResult.missing(m, str(exc)) for m in names}
 
     # ----------------------------------------------------------------- quick eval during training
@@ -146,10 +193,19 @@ class Evaluator:
         fakes = torch.cat([f for f, _ in self.translate_batches(method, list(range(count)))])
         res = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(metric,), **self._metrics_kwargs()),
                             (metric,))[metric]
-        if res.value is None:
-            log.warning("in-training %s unavailable: %s", metric, res.unavailable)
-            return {}
-        return {metric: float(res.value)}
+        if res.value is not None:
+            return {metric: float(res.value)}
+        _warn_once(f"in-training {metric} unavailable: {res.unavailable}")
+        # Still log a curve: the first eval-time metric that needs no feature-network weights (SWD). It is only
+        # recorded (eval/<name>), never used to select the best checkpoint.
+        for other in FALLBACK_EVAL_METRICS:
+            if other == metric:
+                continue
+            alt = self._guarded(lambda: evaluate(self.reference_dir, fakes, metrics=(other,),
+                                                 **self._metrics_kwargs()), (other,))[other]
+            if alt.value is not None:
+                return {other: float(alt.value)}
+        return {}
 
     def sample_grid(self, method, n: int = N_QUALITATIVE) -> torch.Tensor:
         """inputs | outputs (| ground truth) for the first n test inputs, as one uint8 image."""
@@ -174,33 +230,70 @@ class Evaluator:
         for fakes, paths in self.translate_batches(method, list(range(n))):
             for img, p in zip(fakes, paths):
                 save_png(img, fake_dir / f"{Path(p).stem}.png")
+        test_set = self._write_wraparound(method, fake_dir.parent / "fake_wrap", n, n_src)
         for i in range(min(N_QUALITATIVE, n)):
             item = self.data.sources[i]
             stem = Path(item["path"]).stem
             save_png(to_uint8(item["image"][None])[0], qual_dir / "inputs" / f"{stem}.png")
             (qual_dir / "outputs").mkdir(parents=True, exist_ok=True)
             (qual_dir / "outputs" / f"{stem}.png").write_bytes((fake_dir / f"{stem}.png").read_bytes())
+            if self.data.aligned:  # the ground truth of that input, for the figures' last column
+                truth = self.data.targets[i]
+                save_png(to_uint8(truth["image"][None])[0], qual_dir / "targets" / f"{stem}.png")
 
-        names = wanted_metrics(cfg, method, self.data)
+        names = wanted_metrics(cfg, type(method), self.dataset_direction)
+        kinds: dict[str, list[str]] = {}
+        for m in names:
+            kinds.setdefault(catalog.get(m).kind, []).append(m)
         results: dict[str, Any] = {}
-        dist = [m for m in names if m in UNPAIRED_METRICS]
+        dist = kinds.get("distribution")
+        # Every number records which checkpoint and which images it scored (bench.official).
+        kwargs = self._metrics_kwargs()
+        kwargs["context"] = {**kwargs["context"], "epoch_rule": tag if tag in EPOCH_RULES else "n/a",
+                             "epoch_rule_meaning": EPOCH_RULES.get(tag, tag), "test_set": "per_input",
+                             "reference_set": "test", "n_inputs": n, "official_loop_length": test_set["n_loop"]}
         if dist:
             results.update(self._guarded(lambda: evaluate(self.reference_dir, fake_dir, metrics=tuple(dist),
-                                                          **self._metrics_kwargs()), dist))
-        pair = [m for m in names if m in PAIRED_METRICS]
+                                                          **kwargs), dist))
+        pair = kinds.get("paired")
         if pair and self.data.aligned:
             # Ground truth of exactly the translated inputs (eval.n_test may translate a subset).
             fakes = sorted(fake_dir.glob("*.png"))
             truth = [self.reference_dir / f.name for f in fakes]
             results.update(self._guarded(lambda: paired_scores(truth, fakes, metrics=tuple(pair)), pair))
-        seg = [m for m in names if m in SEG_METRICS]
+        seg = kinds.get("segmentation")
         if seg:
-            results.update(self._segmentation(fake_dir))
-        if "lpips_diversity" in names:
-            results["lpips_diversity"] = self._lpips(method)
-        if "recon_l1" in names:
-            results["recon_l1"] = self._recon(method)
-        return {"metrics": {k: v.to_dict() for k, v in results.items()}, "n_test": n, "fake_dir": str(fake_dir)}
+            scores = self._segmentation(fake_dir)
+            results.update({m: scores[m] for m in seg})
+        for m in kinds.get("diversity", ()):  # several samples per input: Method.sample_z
+            results[m] = self._lpips(method)
+        for m in kinds.get("reconstruction", ()):  # B from A and E(B): Method.reconstruct
+            results[m] = self._recon(method)
+        results = {m: results[m] for m in names if m in results}
+        return {"metrics": {k: v.to_dict() for k, v in results.items()}, "n_test": n, "fake_dir": str(fake_dir),
+                "test_set": test_set}
+
+    def _write_wraparound(self, method, wrap_dir: Path, n: int, n_src: int) -> dict[str, Any]:
+        """The official test loop's repeats (positions |A|..max(|A|,|B|)-1) as PNGs beside the per-input fakes.
+
+        Nothing is scored here: the headline numbers use one fake per input (what the official fake folder
+        holds). The repeats let `bench reproduce` re-score under the wrap-around count without the weights.
+        """
+        n_b = len(self.data.targets)
+        loop = official_loop(n_src, n_b)
+        info = {"rule": "per_input", "meaning": TEST_SETS["per_input"], "n_inputs": n, "n_targets": n_b,
+                "n_loop": len(loop), "wrap_dir": None, "wrap_files": []}
+        if n < n_src or len(loop) <= n_src:  # a subset was translated, or nothing wraps around
+            return info
+        repeats = loop[n_src:]
+        files = []
+        for fakes, paths in self.translate_batches(method, repeats, stream_base=n_src):
+            for img, p in zip(fakes, paths):
+                name = f"{Path(p).stem}__loop{n_src + len(files)}.png"  # its position in the official loop
+                save_png(img, wrap_dir / name)
+                files.append(name)
+        info.update(wrap_dir=str(wrap_dir), wrap_files=files)
+        return info
 
     def _segmentation(self, fake_dir: Path):
         from bench.metrics import segmentation_scores

@@ -15,23 +15,14 @@ from pathlib import Path
 import torch
 
 from bench.errors import CheckpointError, UsageError
+from bench.weights import load_state_dict
 
 log = logging.getLogger(__name__)
 
 
 def read_official_state(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from an official .pth (weights_only; strips DataParallel's `module.`)."""
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a weights-only state dict ({type(exc).__name__}: {exc})") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+    """A plain state dict from an official .pth (bench.weights: weights_only, `state_dict` and `module.` removed)."""
+    return load_state_dict(path)
 
 
 def guess_net(method, path: Path, net: str | None) -> str:
@@ -67,31 +58,43 @@ def load_official_into(method, path: Path, net: str | None = None) -> str:
     return name
 
 
+def import_folder(out: Path, dataset: str | None, method: str, stem: str) -> Path:
+    """`<out>/<dataset>/<method>/<stem>`, or `<stem>-2`, `-3`... when an earlier import is there (never overwritten)."""
+    base = Path(out) / (dataset or "no-dataset") / method
+    target, n = base / stem, 2
+    while target.exists():
+        target, n = base / f"{stem}-{n}", n + 1
+    return target
+
+
 def import_checkpoint(method_name: str, path: Path, *, net: str | None, out: Path, dataset: str | None,
                       data_root: str | None, direction: str | None, preset: str, overrides: list[str],
-                      device: str, inception_weights: str | None) -> Path:
-    """Import an official generator; with `dataset`, also translate and score its test split."""
+                      device: str, inception_weights: str | None, tracking_uri: str | None = None) -> Path:
+    """Import an official generator; with `dataset`, also translate and score its test split and track the scores
+    in MLflow (tag bench.kind=import), so `bench table` shows the official checkpoint beside the runs."""
     import methods
     from bench.checkpoint import atomic_write_json, save_checkpoint
     from bench.config import parse_set
-    from bench.runner import build_run_config, resolve_device
+    from bench.runner import build_run_config, preflight, resolve_device
 
     over = parse_set(overrides)
     if dataset:
         cfg = build_run_config(method_name, dataset, 0, preset, over, data_root=data_root, direction=direction,
-                               out=str(out), device=device, inception_weights=inception_weights)
+                               out=str(out), device=device, inception_weights=inception_weights,
+                               tracking_uri=tracking_uri)
         method_cfg = cfg.method_cfg
+        preflight(cfg)  # the dataset is there before anything is written
     else:
         cfg, method_cfg = None, methods.get(method_name).make_config(preset, over)
     dev = resolve_device(device)
     method = methods.get(method_name)(method_cfg, device=dev)
     name = load_official_into(method, path, net)
-    target = Path(out) / method_name / path.stem
-    target.mkdir(parents=True, exist_ok=True)
+    target = import_folder(Path(out), dataset, method_name, path.stem)
+    target.mkdir(parents=True)
     save_checkpoint(target / "imported.pt", {"method": {"nets": {name: method.nets[name].state_dict()}},
                                              "source": str(path), "net": name})
-    log.info("loaded %s into %s.%s (%d parameters)", path, method_name, name,
-             sum(p.numel() for p in method.nets[name].parameters()))
+    log.info("loaded %s into %s.%s (%d parameters); wrote %s", path, method_name, name,
+             sum(p.numel() for p in method.nets[name].parameters()), target)
     if cfg is not None:
         from bench.evaluation import Evaluator
 
@@ -101,4 +104,34 @@ def import_checkpoint(method_name: str, path: Path, *, net: str | None, out: Pat
                                                     "imported": scores})
         for k, v in scores["metrics"].items():
             log.info("%s = %s", k, v.get("value") if v.get("value") is not None else f"unavailable ({v.get('unavailable')})")
+        track_import(cfg, target, path, name, scores)
     return target
+
+
+def track_import(cfg, target: Path, source: Path, net: str, scores: dict) -> str | None:
+    """One finished MLflow run for an imported checkpoint: its scores as both `last/` and `best/` (one checkpoint)."""
+    import json
+
+    from bench.runner import _flatten_results, git_commit, write_tracking_record
+    from bench.tracking import (TAG_DATASET, TAG_DIRECTION, TAG_GIT_COMMIT, TAG_KIND, TAG_METHOD, TAG_PRESET,
+                                TAG_PROTOCOL_PREFIX, TAG_RUN_DIR, TAG_SEED, Tracker)
+
+    tags = {TAG_METHOD: cfg.method, TAG_DATASET: cfg.dataset, TAG_SEED: "0", TAG_KIND: "import",
+            TAG_DIRECTION: cfg.data.direction or "default", TAG_PRESET: cfg.preset, TAG_GIT_COMMIT: git_commit(),
+            TAG_RUN_DIR: str(target.resolve()), "bench.import.source": str(Path(source).resolve()),
+            "bench.import.net": net}
+    tracker = Tracker.start(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset,
+                            run_name=f"{cfg.method}/imported/{target.name}", tags=tags, params=cfg.flat_params())
+    results = scores["metrics"]
+    tracker.log_metrics({**_flatten_results("last", results), **_flatten_results("best", results)}, step=0)
+    for metric, r in results.items():
+        if r.get("fingerprint"):
+            tracker.set_tags({f"{TAG_PROTOCOL_PREFIX}{metric}": json.dumps(r["fingerprint"], sort_keys=True,
+                                                                           default=str)[:5000]})
+        if r.get("unavailable"):
+            tracker.set_tags({f"bench.unavailable.{metric}": r["unavailable"][:5000]})
+    tracker.log_artifact(target / "metrics.json")
+    tracker.finish("FINISHED")
+    write_tracking_record(target, tracker)
+    log.info("tracked as MLflow run %s (bench.kind=import) in experiment %r", tracker.run_id, cfg.dataset)
+    return tracker.run_id

@@ -116,9 +116,36 @@ def format_setting(setting: Mapping[str, Any]) -> str:
     return "; ".join(f"{k}={v}" for k, v in sorted(parse_setting(setting).items()))
 
 
+#: How the papers spell methods that appear only in published tables (bench does not train them). Registered
+#: methods carry their label on their registry line (methods/registry.py); `method_label` reads both.
+PUBLISHED_ONLY_LABELS = {"drit": "DRIT", "distancegan": "DistanceGAN", "selfdistance": "SelfDistance",
+                         "gcgan": "GcGAN", "crn": "CRN", "drpan": "DRPAN", "ground_truth": "Ground truth",
+                         "real_pairs": "Real pairs", "unit": "UNIT", "ugatit_light": "U-GAT-IT-light",
+                         "nicegan_star": "NICE-GAN*"}
+
+
+def method_label(method: str) -> str:
+    """The paper spelling of a method name ('qsattn_global' -> 'QS-Attn (Global)'); unknown names as given."""
+    from methods.registry import METHODS
+
+    if method in METHODS:
+        return METHODS[method].label
+    return PUBLISHED_ONLY_LABELS.get(method, method)
+
+
+def method_order(method: str) -> tuple:
+    """Sort key: registered methods in registry order (roughly the papers'), then published-only ones, then
+    unknown names alphabetically."""
+    from methods.registry import METHODS
+
+    order = [*METHODS, *PUBLISHED_ONLY_LABELS]
+    return (order.index(method) if method in order else len(order), method)
+
+
 #: The paper whose number is shown first for a method (its own paper), before any other paper's copy.
 HOME_PAPER = {"qsattn_global": "qsattn2022", "qsattn_local": "qsattn2022", "qsattn_local_global": "qsattn2022",
-              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017"}
+              "dclgan": "dclgan2021", "simdcl": "dclgan2021", "bicyclegan": "bicyclegan2017", "cut": "cut2020",
+              "fastcut": "cut2020", "nicegan_light": "nicegan2020"}
 #: Unit conversions into bench's unit: (published unit, bench unit) -> factor.
 CONVERSIONS = {("fraction", "%"): 100.0}
 

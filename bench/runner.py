@@ -1,7 +1,10 @@
 """One run = (method, dataset, seed): resolve the config, train, evaluate, track. And many runs in a row.
 
 `run_one` owns the run directory `<out>/<dataset>/<method>/seed<N>/`:
-config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt.
+config.json, checkpoints/{last,best}.pt, history.json, metrics.json, samples/, eval/, mlflow_run_id.txt,
+tracking.json (the absolute tracking URI and run id, for later commands run from elsewhere).
+Order: settings, device and data are checked (`preflight`) before the folder or an MLflow run exists; then
+bench.run_folder decides what an existing folder allows (start again, resume, keep, or refuse with the fix).
 A crashed run ends FAILED in MLflow with its error, and `--resume` continues it (same MLflow run).
 """
 
@@ -19,8 +22,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from bench import seeding
-from bench.checkpoint import atomic_write_bytes, atomic_write_json, remove_stale_temps
-from bench.config import RESUMABLE_TRAIN_FIELDS, SECTIONS, RunConfig, build_section, split_overrides
+from bench.checkpoint import atomic_write_json, atomic_write_text, remove_stale_temps
+from bench.config import SECTIONS, RunConfig, build_section, config_hash_of, split_overrides
 from bench.errors import BenchError, CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,18 @@ class RunResult:
     #: Metrics of the last evaluation that could not be computed, with the reason (e.g. a 1-image test split;
     #: the run folder shown as `<run>`).
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: A finished run with the same settings found in its folder and kept as it is (nothing was trained).
+    kept: bool = False
+    #: The metric that selected the best checkpoint (train.select_metric).
+    selected_by: str = "fid"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def status_text(self) -> str:
+        return "finished (kept)" if self.kept else self.status
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,6 +81,7 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     """Paper defaults of `method` -> preset -> overrides, validated, plus data/train/eval sections."""
     import methods
     from bench.data import get_spec
+    from bench.evaluation import check_metrics
 
     cls = methods.get(method)
     spec = get_spec(dataset)  # validates the name
@@ -93,9 +109,12 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     data_over["direction"] = spec.normalize_direction(data_over.get("direction"))
     built = {name: build_section(SECTIONS[name], over) for name, over in
              (("data", data_over), ("train", train_over), ("eval", eval_over))}
-    return RunConfig(method=method, dataset=dataset, seed=int(seed), preset=preset, method_cfg=method_cfg,
-                     out=str(out), tracking_uri=tracking_uri, study=study, trial=trial,
-                     run_name_suffix=run_name_suffix, **built)
+    cfg = RunConfig(method=method, dataset=dataset, seed=int(seed), preset=preset, method_cfg=method_cfg,
+                    out=str(out), tracking_uri=tracking_uri, study=study, trial=trial,
+                    run_name_suffix=run_name_suffix, **built)
+    # What is scored depends on dataset, direction and method together: checked here, before data or networks.
+    check_metrics(cfg, cls)
+    return cfg
 
 
 def method_fits(method: str, dataset: str) -> str | None:
@@ -141,10 +160,11 @@ def _summary(results: dict[str, Any]) -> dict[str, float | None]:
 
 def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult:
     """The RunResult of a run that already wrote its metrics.json."""
-    doc = _read_record(run_dir / "metrics.json")
+    doc = read_record(run_dir / "metrics.json")
     run_id_file = run_dir / "mlflow_run_id.txt"
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "finished", run_dir,
-                       _read_record(run_id_file, json_doc=False).strip() if run_id_file.is_file() else None)
+                       read_record(run_id_file, json_doc=False).strip() if run_id_file.is_file() else None,
+                       kept=True, selected_by=cfg.train.select_metric)
     try:
         _scores_from_doc(result, doc)
     except (KeyError, TypeError, AttributeError) as exc:
@@ -152,6 +172,33 @@ def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult
                               "delete it and run again with --resume to re-evaluate the trained run") from None
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+#: Written next to mlflow_run_id.txt: where the run is tracked, so later commands (`bench eval --run`) log to
+#: the same store from any working directory.
+TRACKING_RECORD = "tracking.json"
+
+
+def write_tracking_record(run_dir: Path, tracker) -> None:
+    from bench.tracking import absolute_uri
+
+    atomic_write_json(run_dir / TRACKING_RECORD, {"tracking_uri": absolute_uri(tracker.tracking_uri),
+                                                  "run_id": tracker.run_id, "experiment_id": tracker.experiment_id})
+
+
+def mark_replaced(tracker, old_run_id: str, moved_to: Path | None) -> None:
+    """Tag the MLflow run a new run replaces, so tables and `mlflow ui` show which one counts."""
+    from bench.tracking import TAG_STATUS
+
+    tags = {TAG_STATUS: "replaced", "bench.replaced_by": tracker.run_id or ""}
+    if moved_to is not None:
+        tags["bench.run_dir"] = str(Path(moved_to).resolve())
+    try:
+        for key, value in tags.items():
+            tracker.client.set_tag(old_run_id, key, value)
+        log.info("MLflow run %s marked replaced by %s", old_run_id, tracker.run_id)
+    except Exception as exc:  # the old run may live in another store or be deleted: nothing to mark
+        log.warning("could not mark the previous MLflow run %s as replaced (%s)", old_run_id, exc)
 
 
 def _unavailable_reasons(results: dict[str, Any], run_dir: Path) -> dict[str, str]:
@@ -167,44 +214,70 @@ def _scores_from_doc(result: RunResult, doc: dict[str, Any]) -> None:
     result.unavailable = _unavailable_reasons(last["metrics"], result.run_dir)
 
 
-def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None = None,
-            on_eval: Callable[[int, dict[str, float]], None] | None = None,
-            swept: Mapping[str, Any] | None = None, progress=None) -> RunResult:
-    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written."""
+def preflight(cfg: RunConfig):
+    """Resolve the device and read the data listings of `cfg` before anything is written.
+
+    Returns (device, training dataset, test data); a missing dataset, a bad data root or an unavailable
+    device raises here, so a failed start leaves no run folder and no MLflow run behind.
+    """
     import methods
     from bench.data import load_pairs
+    from bench.evaluation import load_eval_data
+
+    device = resolve_device(cfg.train.device)
+    mc = cfg.method_cfg
+    train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
+                          paired=methods.get(cfg.method).paired, load_size=mc.load_size, crop_size=mc.crop_size,
+                          flip=mc.flip, seed=cfg.seed)
+    return device, train_ds, load_eval_data(cfg)
+
+
+def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, parent_run_id: str | None = None,
+            on_eval: Callable[[int, dict[str, float]], None] | None = None,
+            swept: Mapping[str, Any] | None = None, progress=None) -> RunResult:
+    """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written.
+
+    Settings and data are checked first (`preflight`); then the run folder decides (bench.run_folder): a new
+    run, the same run started again (nothing was saved), `resume`, or a finished run kept as it is
+    (`RunResult.kept`). `restart` moves an existing folder aside and starts over.
+    """
+    import methods
     from bench.evaluation import Evaluator
+    from bench.run_folder import decide
     from bench.tracking import Tracker
     from bench.train import Trainer, load_best_into, load_last_nets_into
 
     t_start = time.perf_counter()
     run_dir = cfg.run_dir
     config_path = run_dir / "config.json"
-    if config_path.is_file() and not resume:
-        done = (run_dir / "metrics.json").is_file()
-        raise BenchError(f"{run_dir} already holds a {'finished' if done else 'started'} run; "
-                         "pass --resume to continue it, or choose another --out")
-    eval_changes: dict[str, list[Any]] = {}
-    if resume and config_path.is_file():
-        eval_changes = _check_resume(cfg, run_dir)
-        if (run_dir / "metrics.json").is_file():  # finished before: keep it, do not re-evaluate
-            log.info("%s already finished; kept as it is (delete metrics.json to re-evaluate)", run_dir)
-            return _finished_result(cfg, run_dir, t_start)
+    device, train_ds, eval_data = preflight(cfg)
+    decision = decide(cfg, resume=resume, restart=restart)
+    if decision.action == "keep":
+        log.info("%s already finished with these settings; kept as it is (--restart to train it again)", run_dir)
+        return _finished_result(cfg, run_dir, t_start)
+    resume = decision.action == "resume"
+    eval_changes = decision.eval_changes
+    origin_hashes: tuple[str, ...] = ()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if decision.action == "again":
+        (run_dir / "error.txt").unlink(missing_ok=True)  # the previous attempt's failure; MLflow keeps its error
+    if resume:
         for stale in remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints"):
             log.info("removed %s, left by a write that was killed", stale)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not config_path.is_file():
+        saved = read_record(config_path)
+        # The checkpoints were written under the saved settings (and any evaluation settings they replaced).
+        origin_hashes = tuple({config_hash_of(saved), *(config_hash_of({**saved, "eval": e})
+                                                         for e in saved.get("replaced_eval") or [])})
+        if eval_changes:
+            log.info("%s: continuing with changed evaluation settings: %s", run_dir,
+                     ", ".join(f"eval.{k}: {old!r} -> {new!r}" for k, (old, new) in eval_changes.items()))
+            atomic_write_json(config_path, {**cfg.to_dict(), "replaced_eval": [*(saved.get("replaced_eval") or []),
+                                                                               saved.get("eval")]})
+    else:  # a resume keeps config.json as it was (nothing written before is overwritten)
         atomic_write_json(config_path, cfg.to_dict())
-    elif eval_changes:
-        # Training is over and only the evaluation changes: record the new settings (and the replaced ones).
-        saved = _read_record(config_path)
-        log.info("%s: continuing with changed evaluation settings: %s", run_dir,
-                 ", ".join(f"eval.{k}: {old!r} -> {new!r}" for k, (old, new) in eval_changes.items()))
-        atomic_write_json(config_path, {**cfg.to_dict(), "replaced_eval": [*saved.get("replaced_eval", []),
-                                                                           saved.get("eval")]})
 
     run_id_file = run_dir / "mlflow_run_id.txt"
-    prev_run_id = _read_record(run_id_file, json_doc=False).strip() if resume and run_id_file.is_file() else None
+    prev_run_id = decision.resume_run_id
     tags = {"bench.method": cfg.method, "bench.dataset": cfg.dataset, "bench.seed": str(cfg.seed),
             "bench.direction": cfg.data.direction or "default", "bench.preset": cfg.preset,
             "bench.git_commit": git_commit(), "bench.run_dir": str(run_dir.resolve()),
@@ -220,14 +293,24 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
     if eval_changes:  # MLflow params are immutable: the changed eval settings go to a tag instead
         params = {k: v for k, v in params.items() if k.removeprefix("eval.") not in eval_changes}
         tags["bench.eval_changed_on_resume"] = json.dumps(eval_changes, sort_keys=True, default=str)
-    tracker = Tracker.start(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=cfg.run_name,
-                            run_id=prev_run_id, tags=tags, params=params, parent_run_id=parent_run_id)
-    if tracker.run_id and tracker.run_id != prev_run_id:
-        atomic_write_bytes(run_id_file, (tracker.run_id + "\n").encode())
-    result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id)
+    start = dict(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=cfg.run_name, tags=tags,
+                 params=params, parent_run_id=parent_run_id)
+    try:
+        tracker = Tracker.start(run_id=prev_run_id, **start)
+    except BenchError:
+        if decision.action != "again" or prev_run_id is None:
+            raise
+        # Starting again after a failed start: the old MLflow run may be gone (another store): a new one then.
+        tracker = Tracker.start(**start)
+    if tracker.run_id:
+        atomic_write_text(run_id_file, tracker.run_id + "\n")
+        write_tracking_record(run_dir, tracker)
+    if decision.replaced_run_id and decision.replaced_run_id != tracker.run_id:
+        mark_replaced(tracker, decision.replaced_run_id, decision.moved_to)
+    result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id,
+                       selected_by=cfg.train.select_metric)
     try:
         tracker.log_artifact(config_path)
-        device = resolve_device(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seeding.configure_determinism(cfg.train.deterministic)
@@ -238,12 +321,9 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
             tracker.set_tags({f"bench.uses.{k}": json.dumps(v) if not isinstance(v, str) else v
                               for k, v in described.items()})
             atomic_write_json(run_dir / "uses.json", described)
-        mc = cfg.method_cfg
-        train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
-                              paired=method.paired, load_size=mc.load_size, crop_size=mc.crop_size,
-                              flip=mc.flip, seed=cfg.seed)
-        evaluator = Evaluator(cfg, run_dir, device)
-        trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval)
+        evaluator = Evaluator(cfg, run_dir, device, data=eval_data)
+        trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval,
+                          origin_hashes=origin_hashes)
         trainer.setup(resume=resume)
         trainer.run(progress)
         state = trainer.state
@@ -257,36 +337,35 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
         last = evaluator.full(method, "last")
         metrics_doc["last"] = {"epoch": last_epoch, **last}
         tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=last_epoch)
+        if method.two_way:
+            # Two-way methods are also scored B->A, with the last weights (the official protocol), before the
+            # best weights are loaded.
+            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, "last")
+            metrics_doc["reverse"] = {"direction": "BtoA", "weights": "last", "epoch": last_epoch, **rev_scores}
+            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=last_epoch)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
         recovered = None
         if cfg.eval.score_best and best_epoch != last_epoch:
             try:
-                load_best_into(method, run_dir)
+                load_best_into(method, run_dir, cfg, origin_hashes=origin_hashes)
             except CheckpointError as exc:
                 # The best epoch's weights are gone; the last ones are loaded: score "best" with them, saying so.
                 recovered = (f"{exc}. The best epoch by the training history was {best_epoch}; its weights are "
                              f"lost, so 'best' is scored with the last weights (epoch {last_epoch})")
                 log.warning("%s", recovered)
                 load_last_nets_into(method, run_dir)  # a best.pt that did not fit may have been loaded in part
-                best_epoch = last_epoch
-                best = last
+                best_epoch, best = last_epoch, last
             else:
                 best = evaluator.full(method, "best")
         else:
             best = last
         metrics_doc["best"] = {"epoch": best_epoch, "selected_by": cfg.train.select_metric,
-                               "note": "selected on the held-out test subset (as the papers did)", **best}
+                               "note": "selected on the test set (the official test scripts evaluate the last epoch)", **best}
         if recovered:
             metrics_doc["best"].update(recovered=recovered, history_best_epoch=int(state.best["epoch"]),
                                        selected_by="last (best.pt unusable)")
             tracker.set_tags({"bench.best_recovered": recovered[:5000]})
         tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=best_epoch)
-        if method.two_way:
-            # Two-way methods are also scored B->A, with the weights now loaded (best if it was rescored).
-            weights = "best" if best is not last else "last"
-            rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, weights)
-            metrics_doc["reverse"] = {"direction": "BtoA", "weights": weights, **rev_scores}
-            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=best_epoch)
         for name, r in last["metrics"].items():
             if r.get("fingerprint"):
                 tracker.set_tags({f"bench.protocol.{name}": json.dumps(r["fingerprint"], sort_keys=True, default=str)[:5000]})
@@ -294,7 +373,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
             tracker.set_tags({f"bench.unavailable.{name}": reason[:5000]})
         atomic_write_json(run_dir / "metrics.json", metrics_doc)
         tracker.log_artifact(run_dir / "metrics.json")
-        for sub in ("inputs", "outputs"):
+        for sub in ("inputs", "outputs", "targets"):  # targets: the ground truth, for aligned datasets
             d = run_dir / "eval" / "last" / "test" / sub
             if d.is_dir():
                 tracker.log_artifacts(d, f"test/{sub}")
@@ -320,65 +399,20 @@ def run_one(cfg: RunConfig, *, resume: bool = False, parent_run_id: str | None =
     return result
 
 
-def _read_record(path: Path, json_doc: bool = True) -> Any:
+def read_record(path: Path, json_doc: bool = True) -> Any:
     """A run record (config.json, metrics.json, mlflow_run_id.txt); CheckpointError naming it when unreadable."""
     try:
         text = path.read_text()
         return json.loads(text) if json_doc else text
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"run record {path} is unreadable ({type(exc).__name__}: {exc}); restore it from a "
-                              "copy, or move the run folder aside and run again") from None
-
-
-#: Evaluation settings a resume may change while training is still going (they decide memory use, not which images
-#: are scored or how): a run whose in-training evaluation failed on them continues with a corrected value.
-EVAL_FIELDS_CHANGEABLE_MIDWAY = ("batch_size",)
-
-
-def _check_resume(cfg: RunConfig, run_dir: Path) -> dict[str, list[Any]]:
-    """Refuse a resume under other settings. Evaluation settings may change once training is over (a run whose
-    final evaluation failed is re-scored with corrected settings), and `EVAL_FIELDS_CHANGEABLE_MIDWAY` at any time;
-    returns those changes {key: [old, new]}."""
-    config_path = run_dir / "config.json"
-    saved = _read_record(config_path)
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"run record {config_path} is not a run configuration; restore it from a copy, or "
-                              "move the run folder aside and run again")
-    current = json.loads(json.dumps(cfg.to_dict(), default=str))
-    for section in (saved, current):
-        section["train"] = {k: v for k, v in (section.get("train") or {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
-    changes: dict[str, list[Any]] = {}
-    for key in ("method_cfg", "data", "train", "eval"):
-        if saved.get(key) == current[key]:
-            continue
-        if key == "eval" and isinstance(saved.get("eval"), dict) and not (run_dir / "metrics.json").is_file():
-            diff = {k: [saved["eval"].get(k), v] for k, v in current["eval"].items() if saved["eval"].get(k) != v}
-            if set(diff) <= set(EVAL_FIELDS_CHANGEABLE_MIDWAY) or _training_finished(run_dir):
-                changes = diff
-                continue
-        hint = (f" (while training, only eval.{', eval.'.join(EVAL_FIELDS_CHANGEABLE_MIDWAY)} may change; the other "
-                "evaluation settings once training has finished)") if key == "eval" else ""
-        raise ConfigError(f"--resume: the {key} settings differ from {config_path}{hint}; resume with the same "
-                          "options, or start a new run with another --out")
-    return changes
-
-
-def _training_finished(run_dir: Path) -> bool:
-    """True when last.pt records a finished training loop (read memory-mapped: no weights are loaded)."""
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.is_file():
-        return False
-    try:
-        state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable: the resume itself reports it, naming the file
-        return False
-    return bool(isinstance(state, dict) and (state.get("loop") or {}).get("finished"))
+                              "copy, or start over with --restart (the folder is moved aside, not deleted)") from None
 
 
 def _write_error(path: Path, text: str) -> None:
     """Record a failure's traceback; best effort (a full disk must not hide the real error behind an empty file)."""
     try:
-        atomic_write_bytes(path, text.encode())
+        atomic_write_text(path, text)
     except (OSError, BenchError) as exc:
         log.warning("could not write %s (%s); the error is in the log above", path, exc)
 

@@ -18,9 +18,10 @@ from typing import Any, Mapping, Sequence
 
 from bench.errors import UsageError, closest
 from bench.metrics import catalog
-from bench.published import format_setting, in_bench_unit, parse_setting
+from bench.published import format_setting, in_bench_unit, method_label, method_order, parse_setting
 from bench.published import load as load_published
 from bench.published import pick as pick_published
+from bench.official import OFFICIAL, TEST_SETS, epoch_label
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +30,10 @@ log = logging.getLogger(__name__)
 METRIC_LABELS = {name: m.label for name, m in catalog.CATALOG.items()}
 
 #: How the papers scored (the protocol bench's fingerprints are compared with): pytorch-fid's Inception with
-#: its own bilinear resize, on 256x256 outputs of the whole test split, the best test-set epoch.
-PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": "best", "preset": "paper"}
-
-METHOD_LABELS = {"cyclegan": "CycleGAN", "cut": "CUT", "fastcut": "FastCUT", "dclgan": "DCLGAN", "simdcl": "SimDCL",
-                 "qsattn_global": "QS-Attn (Global)", "qsattn_local": "QS-Attn (Local)",
-                 "qsattn_local_global": "QS-Attn (Local+Global)", "enco": "EnCo", "fsesim": "FSeSim",
-                 "lsesim": "LSeSim", "pix2pix": "pix2pix", "pix2pix_noise": "pix2pix+noise", "cae_gan": "cAE-GAN",
-                 "cvae_gan": "cVAE-GAN", "cvae_gan_pp": "cVAE-GAN++", "clr_gan": "cLR-GAN",
-                 "bicyclegan": "BicycleGAN", "nicegan": "NICE-GAN", "nicegan_light": "NICE-GAN (light)",
-                 "munit": "MUNIT", "drit": "DRIT", "distancegan": "DistanceGAN", "selfdistance": "SelfDistance",
-                 "gcgan": "GcGAN", "crn": "CRN", "drpan": "DRPAN", "ground_truth": "Ground truth",
-                 "real_pairs": "Real pairs"}
-
-
-def method_label(method: str) -> str:
-    """The paper spelling of a method name ('qsattn_global' -> 'QS-Attn (Global)')."""
-    return METHOD_LABELS.get(method, method)
-
+#: its own bilinear resize, on 256x256 outputs of the whole test split, one fake per input, the last epoch
+#: (the official test scripts' protocol, bench.official).
+PAPER_PROTOCOL = {"image_size": 256, "resize_protocol": "legacy_pytorch", "select": OFFICIAL.epoch,
+                  "test_set": OFFICIAL.test_set, "preset": "paper"}
 
 # ------------------------------------------------------------------------------------------ runs from MLflow
 RUN_STATUS_FINISHED = "finished"
@@ -83,7 +70,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
     """
     import pandas as pd
 
-    from bench.tracking import TAG_PROTOCOL_PREFIX, make_client
+    from bench.tracking import TAG_KIND, TAG_PROTOCOL_PREFIX, make_client
 
     client = client or make_client(tracking_uri)
     experiments = client.search_experiments(max_results=50000)
@@ -126,17 +113,28 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
             "unavailable": {k[len("bench.unavailable."):]: v for k, v in tags.items()
                             if k.startswith("bench.unavailable.")},
+            "kind": tags.get(TAG_KIND, "benchmark"),
         })
-    columns = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+#: The columns of `load_runs` (also of an empty frame when there is no tracking store).
+RUN_COLUMNS = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
                "trial", "swept", "setting", "status", "mlflow_status", "error", "start_time", "run_dir", "metrics",
-               "protocols", "unavailable"]
-    return pd.DataFrame(rows, columns=columns)
+               "protocols", "unavailable", "kind"]
+
+
+def no_runs():
+    """An empty `load_runs` frame."""
+    import pandas as pd
+
+    return pd.DataFrame([], columns=RUN_COLUMNS)
 
 
 def finished_runs(runs):
     """Finished runs, the latest per (method, dataset, direction, preset, study, setting, seed) (re-runs replace)."""
     done = runs[(runs["status"] == RUN_STATUS_FINISHED) & (runs["mlflow_status"] == "FINISHED")]
-    key = ["method", "dataset", "direction", "preset", "study", "setting", "seed"]
+    key = ["method", "dataset", "direction", "preset", "study", "setting", "seed", "kind"]
     done = done.sort_values("start_time")
     dropped = len(done) - len(done.drop_duplicates(key, keep="last"))
     if dropped:
@@ -150,7 +148,8 @@ class TableOptions:
     """What to tabulate: metrics, selection of the checkpoint, filters, published numbers, study."""
 
     metrics: tuple[str, ...] = ("fid",)
-    select: str = "best"
+    #: last = the official test scripts' checkpoint; best = selected on the test set (optimistic).
+    select: str = OFFICIAL.epoch
     datasets: tuple[str, ...] | None = None
     methods: tuple[str, ...] | None = None
     published: bool = False
@@ -209,8 +208,11 @@ def protocol_differences(fingerprint: Mapping[str, Any], metric: str, dataset: s
     resize = fingerprint.get("protocol", fingerprint.get("resize_protocol"))
     if metric in ("fid", "kid") and resize is not None and resize != PAPER_PROTOCOL["resize_protocol"]:
         notes.append(f"resize protocol {resize} (paper: pytorch-fid {PAPER_PROTOCOL['resize_protocol']})")
+    rule = fingerprint.get("test_set")
+    if rule is not None and rule != PAPER_PROTOCOL["test_set"]:
+        notes.append(f"test set {rule}: {TEST_SETS.get(rule, rule)} (official: {PAPER_PROTOCOL['test_set']})")
     if select != PAPER_PROTOCOL["select"]:
-        notes.append("last epoch (the papers report the best test-set epoch)")
+        notes.append(f"{epoch_label(select)} (the official test scripts evaluate the last epoch)")
     return notes
 
 
@@ -251,7 +253,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
         done = done[done["study"] == ""].copy()
         if options.methods:
             done = done[done["method"].isin(options.methods)]
-        done["_kind"] = "method"
+        # Imported official checkpoints (`bench import --dataset`) are rows of their own beside the method's runs.
+        done["_kind"] = ["import" if k == "import" else "method" for k in done["kind"]] if len(done) else []
     multi_preset = done["preset"].nunique() > 1 if len(done) else False
     multi_method_study = options.study is not None and done[done["_kind"] == "study"]["method"].nunique() > 1
 
@@ -263,6 +266,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
             label = (f"{label}: {shown}" if shown else label) if multi_method_study or not setting else setting
         elif kind == "baseline":
             label = f"{label} (baseline)"
+        elif kind == "import":
+            label = f"{label} (official checkpoint)"
         return f"{label} [{preset}]" if multi_preset else label
 
     if options.published and published is None:
@@ -322,18 +327,12 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
                                            "published_paper", "published_table", "diff", "marks"])
     if options.published and published is not None and len(published):
         cells = _attach_published(cells, published, options, notes, row_label)
-    title = (f"Study {options.study}" if options.study else "Methods") + f" ({options.select} checkpoint, " + \
+    title = (f"Study {options.study}" if options.study else "Methods") + f" ({epoch_label(options.select)}, " + \
         ", ".join(METRIC_LABELS.get(m, m) for m in options.metrics) + ")"
     return Table(cells=cells, options=options, footnotes=notes.texts, title=title)
 
 
-_KIND_ORDER = {"method": 0, "study": 0, "baseline": 1, "published": 2}
-_METHOD_ORDER = {name: i for i, name in enumerate(METHOD_LABELS)}
-
-
-def method_order(method: str) -> tuple:
-    """Sort key putting methods in the order of METHOD_LABELS (roughly the papers' order), unknown ones last."""
-    return (_METHOD_ORDER.get(method, len(_METHOD_ORDER)), method)
+_KIND_ORDER = {"method": 0, "study": 0, "import": 1, "baseline": 1, "published": 2}
 
 
 def _natural(text: str) -> tuple:
@@ -345,7 +344,7 @@ def _natural(text: str) -> tuple:
 
 def _row_order(rec: Mapping[str, Any]) -> tuple:
     """Rows: reproduced (paper order of methods, then preset; study settings in natural order), baseline last."""
-    return (_KIND_ORDER.get(rec["kind"], 3), _METHOD_ORDER.get(rec["method"], len(_METHOD_ORDER)), rec["method"],
+    return (_KIND_ORDER.get(rec["kind"], 3), *method_order(rec["method"]),
             rec["preset"] != "paper", rec["preset"], _natural(rec["setting"]))
 
 

@@ -7,11 +7,14 @@ Schema (what `bench.train` writes and `bench.tables` / `bench.plots` read):
 - experiment = dataset name; run name `<method>/seed<N>`; study trials carry the tag `mlflow.parentRunId`.
 - tags `bench.method`, `bench.dataset`, `bench.direction`, `bench.seed`, `bench.preset`, `bench.study`,
   `bench.trial`, `bench.git_commit`, `bench.run_dir`, `bench.config_hash`, `bench.status`
-  (running/finished/failed/pruned/killed), `bench.protocol.<metric>` (JSON), `bench.swept` (JSON dict).
+  (running/finished/failed/pruned/killed/replaced; `bench.replaced_by` names the run that replaced it),
+  `bench.protocol.<metric>` (JSON), `bench.swept` (JSON dict); imported official checkpoints carry
+  `bench.kind=import` and `bench.import.source`.
 - params: the flattened resolved config (`method.<field>`, `data.<field>`, `train.<field>`, `eval.<field>`).
 - metrics: `train/<loss>` (step = iteration), `eval/<metric>` (step = epoch), `last/<metric>`,
   `best/<metric>`, `best/epoch`, `last/epoch`, stds as `<prefix>/<metric>_std`.
-- artifacts: `config.json`, `metrics.json`, `samples/epoch_<NNNN>.png`, `test/{inputs,outputs}/<stem>.png`.
+- artifacts: `config.json`, `metrics.json`, `samples/epoch_<NNNN>.png`, `test/{inputs,outputs}/<stem>.png`
+  (and `test/targets/`, the ground truth, for aligned datasets).
 """
 
 from __future__ import annotations
@@ -78,6 +81,26 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (relative paths against the cwd), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).expanduser()
+
+
+def absolute_uri(uri: str | None) -> str:
+    """The resolved URI with a relative sqlite path made absolute (valid from any working directory)."""
+    uri = resolve_tracking_uri(uri)
+    path = sqlite_path(uri)
+    return f"sqlite:///{path.resolve()}" if path is not None and not path.is_absolute() else uri
+
+
+def missing_store(uri: str | None) -> Path | None:
+    """The sqlite file a read-only command would open when it does not exist (opening would create an empty one)."""
+    path = sqlite_path(resolve_tracking_uri(uri))
+    return path.resolve() if path is not None and not path.is_file() else None
+
+
 def run_name(method: str, seed: int) -> str:
     """The run name of the schema: `<method>/seed<N>`."""
     return f"{method}/seed{int(seed)}"
@@ -140,7 +163,7 @@ def make_client(tracking_uri: str | None = None):
     """An `MlflowClient` for the resolved URI; a bad or unreachable URI is a UsageError naming it."""
     from mlflow import MlflowClient
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = absolute_uri(tracking_uri)  # MLflow caches stores by URI: a relative path would follow cwd changes
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     try:
@@ -211,7 +234,7 @@ class Tracker:
         """
         from mlflow.exceptions import MlflowException
 
-        uri = resolve_tracking_uri(tracking_uri)
+        uri = absolute_uri(tracking_uri)
         client = make_client(uri)
         all_tags = {k: to_text(v) for k, v in (tags or {}).items()}
         if parent_run_id:

@@ -3,6 +3,10 @@
 It knows nothing about a particular method: it calls `method.setup`, `method.train_step`,
 `method.on_epoch_start`, `method.data_jitter` and `method.lr_lambda` (methods/base.py).
 
+Failure: a non-finite loss (checked every iteration) or weight (checked before every evaluation and checkpoint)
+stops the run with TrainingDiverged naming the iteration and the loss or weight, before anything is scored or
+saved. Resume refuses a `last.pt` written by another method or under other settings (its config hash).
+
 Reproducibility: the data a step sees is a pure function of (seed, epoch, position) (bench.data), every
 global RNG is checkpointed, evaluation runs with the RNGs saved and restored so it never perturbs training,
 and checkpoints are written atomically at epoch ends (and every `train.save_every` iterations). A run killed
@@ -26,7 +30,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from bench import seeding
 from bench.checkpoint import RESTORE_HINT, TRAINING_STATE, atomic_write_json, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
-from bench.errors import CheckpointError
+from bench.errors import CheckpointError, TrainingDiverged
 from bench.images import save_png
 from bench.metrics.catalog import is_better
 
@@ -76,35 +80,76 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run trains: items and batches per epoch, epochs, iterations, and the iteration budget."""
+
+    n_items: int
+    n_batches: int
+    epochs: int
+    iterations: int
+    budget: int
+
+
+def schedule_length(cfg: RunConfig, n_train: int, method_budget: int = 0) -> Schedule:
+    """The schedule of `cfg` on `n_train` training items (what the Trainer runs; also for cost estimates)."""
+    mc = cfg.method_cfg
+    n_items = n_train if not cfg.data.max_train else min(cfg.data.max_train, n_train)
+    # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
+    n_batches = n_items // mc.batch_size if mc.batch_size > 1 else n_items
+    epochs = mc.total_epochs
+    # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
+    # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
+    budgets = [b for b in (cfg.train.max_iters, method_budget) if b]
+    budget = min(budgets) if budgets else 0
+    if budget and n_batches:
+        epochs = min(epochs, math.ceil(budget / n_batches))
+    iterations = epochs * n_batches
+    if budget:
+        iterations = min(iterations, budget)
+    return Schedule(n_items, n_batches, epochs, iterations, budget)
+
+
+#: After this many iterations the loop measures its speed; it says how long the rest takes when that is over
+#: ETA_REPORT_SECONDS.
+ETA_AFTER_ITERATIONS = 3
+ETA_REPORT_SECONDS = 600.0
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.4 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Trainer:
     """Runs one method on one dataset for its schedule, evaluating and checkpointing along the way."""
 
     def __init__(self, cfg: RunConfig, method, train_ds, evaluator, tracker, run_dir: Path,
-                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None,
+                 origin_hashes: tuple[str, ...] = ()) -> None:
         self.cfg, self.method, self.ds, self.evaluator, self.tracker = cfg, method, train_ds, evaluator, tracker
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.on_eval = on_eval
+        #: Config hashes a resumed checkpoint may carry besides this config's (the settings it was written under,
+        #: when a resume changes evaluation settings only).
+        self.origin_hashes = tuple(origin_hashes)
         mc = method.cfg
         self.batch_size = mc.batch_size
-        n_items = len(train_ds) if not cfg.data.max_train else min(cfg.data.max_train, len(train_ds))
-        self.n_items = n_items
-        # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
-        self.n_batches = n_items // self.batch_size if self.batch_size > 1 else n_items
+        sched = schedule_length(cfg, len(train_ds), method.max_iterations())
+        self.n_items, self.n_batches = sched.n_items, sched.n_batches
         if self.n_batches < 1:
             from bench.errors import DataError
 
-            raise DataError(f"{cfg.dataset}: {n_items} training items cannot fill one batch of {self.batch_size}")
-        self.total_epochs = mc.total_epochs
-        # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
-        # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
-        budgets = [b for b in (cfg.train.max_iters, method.max_iterations()) if b]
-        self.iteration_budget = min(budgets) if budgets else 0
-        if self.iteration_budget:
-            self.total_epochs = min(self.total_epochs, math.ceil(self.iteration_budget / self.n_batches))
-        self.total_iterations = self.total_epochs * self.n_batches
-        if self.iteration_budget:
-            self.total_iterations = min(self.total_iterations, self.iteration_budget)
+            raise DataError(f"{cfg.dataset}: {self.n_items} training items cannot fill one batch of {self.batch_size}")
+        self.iteration_budget = sched.budget
+        self.total_epochs, self.total_iterations = sched.epochs, sched.iterations
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
@@ -132,6 +177,7 @@ class Trainer:
         last = self.ckpt_dir / "last.pt"
         if resume and last.is_file():
             ckpt = load_checkpoint(last, map_location=self.method.device, require=TRAINING_STATE)
+            check_origin(ckpt, self.cfg, last, self.origin_hashes)
             try:
                 self.method.load_state_dict(ckpt["method"])
                 for k, sd in ckpt["schedulers"].items():
@@ -148,20 +194,53 @@ class Trainer:
                      self.state.batch_pos, self.state.iteration)
 
     def save(self) -> None:
+        self.check_weights()
         save_checkpoint(self.ckpt_dir / "last.pt", {
             "method": self.method.state_dict(),
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "loop": self.state.to_dict(),
             "rng": seeding.rng_state(),
-            "config_hash": self.cfg.config_hash(),
+            **origin(self.cfg),
         })
 
     def save_best(self, epoch: int, value: float) -> None:
         save_checkpoint(self.ckpt_dir / "best.pt", {
             "method": {"nets": {k: v.state_dict() for k, v in self.method.nets.items()}},
             "epoch": epoch, "metric": self.cfg.train.select_metric, "value": value,
-            "config_hash": self.cfg.config_hash(),
+            **origin(self.cfg),
         })
+
+    # ----------------------------------------------------------------- divergence
+    def _where(self) -> str:
+        c = self.cfg
+        return f"{c.method}/{c.dataset}/seed{c.seed}"
+
+    def check_losses(self, losses: dict[str, Any], iteration: int, epoch: int) -> None:
+        """TrainingDiverged naming the first non-finite loss of `iteration` (one device sync per iteration)."""
+        if not losses:
+            return
+        values = [torch.as_tensor(v, device=self.method.device).detach().float().reshape(-1) for v in losses.values()]
+        if bool(torch.isfinite(torch.cat(values)).all()):
+            return
+        name, value = next((k, v) for k, v in zip(losses, values) if not bool(torch.isfinite(v).all()))
+        raise TrainingDiverged(f"{self._where()}: loss {name} = {float(value.flatten()[0])} at iteration {iteration} "
+                               f"(epoch {epoch}); the run stopped as failed and is not scored: lower the learning "
+                               "rate or check the loss weights")
+
+    def check_weights(self) -> None:
+        """TrainingDiverged naming the first non-finite parameter (before an evaluation or a checkpoint)."""
+        params = [(f"{net}.{name}", p) for net, module in self.method.nets.items()
+                  for name, p in module.named_parameters()]
+        if not params:
+            return
+        ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in params])  # one sync
+        if bool(ok.all()):
+            return
+        bad = params[int((~ok).nonzero()[0])][0]
+        st = self.state
+        raise TrainingDiverged(f"{self._where()}: weight {bad} is not finite after iteration {st.iteration} "
+                               f"(epoch {st.epoch}); the run stopped as failed and is not scored: lower the "
+                               "learning rate or check the loss weights")
 
     # ----------------------------------------------------------------- loop
     def run(self, progress=None) -> LoopState:
@@ -185,6 +264,7 @@ class Trainer:
                 idx = order[st.batch_pos * self.batch_size:(st.batch_pos + 1) * self.batch_size]
                 batch = collate([self.ds[int(i)] for i in idx])
                 losses = m.train_step(batch)
+                self.check_losses(losses, st.iteration + 1, epoch)
                 st.batch_pos += 1
                 st.iteration += 1
                 if m.schedule_unit == "iteration":
@@ -202,6 +282,8 @@ class Trainer:
                         desc = " ".join(f"{k[6:]}={v:.3f}" for k, v in list(means.items())[:4])
                         progress.update(task, completed=(epoch - 1) * self.n_batches + st.batch_pos,
                                         description=f"ep {epoch}/{self.total_epochs} {rate:.1f} it/s {desc}")
+                if st.iteration - it0 == ETA_AFTER_ITERATIONS:
+                    self._log_eta(time.perf_counter() - t0, st.iteration - it0)
                 if cfg.train.save_every and st.iteration % cfg.train.save_every == 0 and st.batch_pos < self.n_batches:
                     self.save()
                 if max_iters and st.iteration >= max_iters:
@@ -225,6 +307,21 @@ class Trainer:
             progress.update(task, completed=self.total_iterations)
         return st
 
+    def _log_eta(self, seconds: float, done: int) -> None:
+        """Once per run, after a few iterations: the measured time per iteration and what the rest will take,
+        when that is long (a paper-sized run on a CPU: the hint names the CPU-sized preset)."""
+        per_iter = seconds / max(1, done)
+        remaining = per_iter * (self.total_iterations - self.state.iteration)
+        if remaining < ETA_REPORT_SECONDS:
+            return
+        hint = ""
+        if self.method.device.type == "cpu" and self.cfg.preset == "paper":
+            hint = ("; on a CPU, --preset smoke is the CPU-sized run (minutes), Ctrl-C stops this one "
+                    "(--resume continues it)")
+        log.warning("%s/%s/seed%d: %.2f s/iteration measured; %d iterations left, about %s%s", self.cfg.method,
+                    self.cfg.dataset, self.cfg.seed, per_iter, self.total_iterations - self.state.iteration,
+                    format_duration(remaining), hint)
+
     def _lr(self) -> float:
         first = next(iter(self.method.optimizers.values()))
         return float(first.param_groups[0]["lr"])
@@ -233,6 +330,7 @@ class Trainer:
         """Quick held-out evaluation + sample grid; updates best.pt; calls on_eval (may raise TrialPruned)."""
         cfg, st, m = self.cfg, self.state, self.method
         metric = cfg.train.select_metric
+        self.check_weights()
         with preserved_rng():
             m.eval()
             try:
@@ -246,6 +344,7 @@ class Trainer:
         st.history = [h for h in st.history if h["epoch"] != epoch] + [entry]
         if scores:
             self._log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
+        if metric in scores:
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
                 st.best = {"epoch": epoch, "value": value}
@@ -255,8 +354,26 @@ class Trainer:
             st.best = {"epoch": epoch, "value": float("nan")}
             self.save_best(epoch, float("nan"))
         atomic_write_json(self.run_dir / "history.json", st.history)
-        if self.on_eval is not None and scores:
+        if self.on_eval is not None and metric in scores:
             self.on_eval(epoch, scores)
+
+
+def origin(cfg: RunConfig) -> dict[str, str]:
+    """What a checkpoint records of the run that wrote it: the method and the config hash."""
+    return {"method_name": cfg.method, "config_hash": cfg.config_hash()}
+
+
+def check_origin(ckpt: dict[str, Any], cfg: RunConfig, path: Path, also_accept: tuple[str, ...] = ()) -> None:
+    """CheckpointError (one line) when `ckpt` was written by another method or under other settings
+    (`also_accept`: config hashes it may also carry, e.g. the settings before a resume changed eval.*)."""
+    saved_method, saved_hash = ckpt.get("method_name"), ckpt.get("config_hash")
+    if saved_method is not None and saved_method != cfg.method:
+        raise CheckpointError(f"{path} is a checkpoint of {saved_method}, not of this {cfg.method} run; refusing to "
+                              "resume from it: remove it to start over, or use that method's run folder")
+    if saved_hash != cfg.config_hash() and saved_hash not in also_accept:
+        raise CheckpointError(f"{path} was written under other settings (config hash {saved_hash}, this run "
+                              f"{cfg.config_hash()}; e.g. another size, schedule or loss weight); refusing to resume "
+                              "from it: resume with the settings it was written with, or start a new run")
 
 
 def load_last_nets_into(method, run_dir: Path) -> None:
@@ -265,11 +382,15 @@ def load_last_nets_into(method, run_dir: Path) -> None:
     method.load_state_dict(ckpt["method"])
 
 
-def load_best_into(method, run_dir: Path) -> int:
-    """Load best.pt's nets into `method`; returns its epoch. CheckpointError when unusable (a file that does not
-    fit may have been loaded in part: reload the last weights with `load_last_nets_into`)."""
+def load_best_into(method, run_dir: Path, cfg: RunConfig | None = None, origin_hashes: tuple[str, ...] = ()) -> int:
+    """Load best.pt's nets into `method` (refused when `cfg` is given and best.pt is not its own); returns its epoch.
+
+    CheckpointError when unusable; a file that does not fit may have been loaded in part, so reload the last
+    weights (`load_last_nets_into`) before using the method."""
     path = Path(run_dir) / "checkpoints" / "best.pt"
     ckpt = load_checkpoint(path, map_location=method.device, require=("method", "epoch"))
+    if cfg is not None:
+        check_origin(ckpt, cfg, path, origin_hashes)
     try:
         nets = ckpt["method"]["nets"]
         unknown = sorted(set(nets) - set(method.nets))

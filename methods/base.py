@@ -47,6 +47,10 @@ class Method:
     multimodal: ClassVar[bool] = False
     #: Learns both directions (translate(..., direction="BtoA") works).
     two_way: ClassVar[bool] = False
+    #: Catalogue metrics of scope "method" this method supports beyond what every run scores
+    #: (bench.metrics.catalog): "lpips_diversity" needs `sample_z`, "recon_l1" needs `reconstruct(A, B)`.
+    #: Declared on the method's registry line (methods/registry.py), which sets it here.
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
     #: Paper, official repository@commit and licence of the official code; shown by `bench methods`.
     citation: ClassVar[str] = ""
     official_code: ClassVar[str] = ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -44,6 +45,13 @@ class MethodConfig:
     CHOICES: typing.ClassVar[dict[str, tuple]] = {
         "init_type": ("normal", "xavier", "kaiming", "orthogonal", "none"),
     }
+    #: Fields that must be finite and > 0 where a config has them: learning rates and softmax temperatures
+    #: (lr=0 never trains, nce_T=0 divides by zero). Every other float field must be finite (no nan/inf).
+    POSITIVE: typing.ClassVar[tuple[str, ...]] = ("lr", "lr_G", "lr_D", "lr_E", "lr_F", "nce_T", "T")
+    #: Stride-2 stages of the generator; crop_size must be a multiple of 2**DOWNSAMPLING, or the decoder does not
+    #: restore the input size (CycleGAN crashes on the residual sum, CUT silently returns another size). 2 = the
+    #: ResNet generator of the CycleGAN/CUT code. Deeper generators check their own depth (pix2pix's U-Net).
+    DOWNSAMPLING: typing.ClassVar[int] = 2
 
     def __post_init__(self) -> None:
         self.validate()
@@ -54,6 +62,11 @@ class MethodConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             _check_type(type(self).__name__, f.name, value, hints[f.name])
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name}={value}: must be a finite number")
+        for name in self.POSITIVE:
+            if hasattr(self, name) and not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be a finite number > 0")
         for name, allowed in self.CHOICES.items():
             if hasattr(self, name) and getattr(self, name) not in allowed:
                 raise ConfigError(
@@ -69,8 +82,12 @@ class MethodConfig:
             raise ConfigError("n_epochs + n_epochs_decay must be >= 1")
         if self.load_size < self.crop_size:
             raise ConfigError(f"load_size ({self.load_size}) must be >= crop_size ({self.crop_size})")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        multiple = 2 ** self.DOWNSAMPLING
+        if self.crop_size % multiple:
+            fits = (self.crop_size // multiple) * multiple
+            raise ConfigError(f"crop_size={self.crop_size}: must be a multiple of {multiple} (divisible by "
+                              f"2**{self.DOWNSAMPLING}: the generator halves the image {self.DOWNSAMPLING} times), "
+                              f"e.g. {max(fits, multiple)} or {fits + multiple}")
 
     @property
     def total_epochs(self) -> int:

@@ -41,3 +41,15 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+#: The study tests' objective (`_quadratic`, no training), registered through the study runner's plugin hook.
+STUDY_OBJECTIVES = Path(__file__).with_name("study_objectives.py")
+
+
+@pytest.fixture(autouse=True)
+def _study_objectives(monkeypatch):
+    """Studies in this process and their worker subprocesses load tests/study_objectives.py."""
+    from bench.studies.objectives import PLUGINS_ENV
+
+    monkeypatch.setenv(PLUGINS_ENV, str(STUDY_OBJECTIVES))

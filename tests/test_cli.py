@@ -64,7 +64,7 @@ def test_import_cli_writes_a_loadable_checkpoint(tmp_path, capsys):
     path = tmp_path / "latest_net_G.pth"
     torch.save(src.nets["netG"].state_dict(), path)
     assert main(["import", "cut", str(path), "--preset", "smoke", "--out", str(tmp_path / "imp")]) == 0
-    assert (tmp_path / "imp" / "cut" / "latest_net_G" / "imported.pt").is_file()
+    assert (tmp_path / "imp" / "no-dataset" / "cut" / "latest_net_G" / "imported.pt").is_file()
     assert main(["import", "cut", str(tmp_path / "nope.pth"), "--preset", "smoke"]) == 1
 
 

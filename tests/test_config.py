@@ -86,3 +86,70 @@ def test_rng_state_restores_every_generator():
     seeding.set_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
     assert seeding.derive_seed(1, 2) == seeding.derive_seed(1, 2) != seeding.derive_seed(2, 1)
+
+
+# ------------------------------------------------------------------------------------------ checked when built
+def _build(method="cut", dataset="toy", **overrides):
+    from bench.runner import build_run_config
+
+    return build_run_config(method, dataset, 0, "smoke", {k: str(v) for k, v in overrides.items()}, out="unused")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # a typo in eval.metrics trained for minutes and finished "finished" with no scores
+    ({"eval.metrics": "fdi"}, r"eval.metrics=fdi: unknown metric \(did you mean 'fid'\?\); accepted for cut on "
+                              r"toy circles2squares: fid, kid, swd, l1, psnr, ssim"),
+    ({"eval.metrics": "fid,miou"}, r"eval.metrics=miou: not scored for cut on toy circles2squares"),
+    ({"eval.metrics": "is"}, r"eval.metrics=is: the Inception Score"),
+    # a typo in train.select_metric failed after the first epoch
+    ({"train.select_metric": "fdi"}, r"train.select_metric=fdi: accepted .*: fid, kid, swd \(did you mean 'fid'"),
+    ({"train.select_metric": "ssim"}, r"train.select_metric=ssim: accepted \(scored during training"),
+    ({"eval.metrics": "swd"}, r"train.select_metric=fid: accepted .*: swd"),
+    ({"eval.metrics": "l1", "train.select_metric": "l1"}, r"no metric the training loop can score"),
+    # crop sizes the generator cannot restore: CycleGAN crashed, CUT silently changed its output size
+    ({"crop_size": 30, "load_size": 36}, r"crop_size=30: must be a multiple of 4 .* e.g. 28 or 32"),
+    # non-finite or non-positive rates, temperatures and weights trained to NaN weights that were then scored
+    ({"lr": "inf"}, r"lr=inf: must be a finite number"),
+    ({"nce_T": 0}, r"nce_T=0.0: must be a finite number > 0"),
+    ({"lambda_NCE": "nan"}, r"lambda_NCE=nan: must be a finite number"),
+    # eval settings failed after training
+    ({"eval.batch_size": 0}, r"eval.batch_size=0: must be >= 1"),
+    ({"eval.lpips_samples": 1}, r"eval.lpips_samples=1: must be >= 2"),
+    ({"eval.inception_weights": "/nonexistent/w.pth"}, r"eval.inception_weights=/nonexistent/w.pth: no such file"),
+])
+def test_every_setting_is_checked_when_the_run_config_is_built(overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        _build(**overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_crop_size_check_covers_cyclegan_and_accepts_multiples():
+    with pytest.raises(ConfigError, match="crop_size=34"):
+        _build("cyclegan", crop_size=34, load_size=36)
+    assert _build("cyclegan", crop_size=28, load_size=36).method_cfg.crop_size == 28
+    assert _build(**{"eval.metrics": "swd", "train.select_metric": "swd"}).eval.metrics == ("swd",)
+
+
+def test_temperature_and_learning_rates_of_other_methods():
+    with pytest.raises(ConfigError, match="T=-0.1: must be a finite number > 0"):
+        _build("fsesim", T=-0.1)
+    with pytest.raises(ConfigError, match="lr_G=inf: must be a finite number"):
+        _build("enco", lr_G="inf")
+
+
+def test_study_status_and_the_config_module_import_neither_torch_nor_a_method():
+    """`methods` imported every method module (hence torch) on import, so bench/cli/study.py kept its own copy
+    of parse_set; read-only commands now stay light."""
+    import subprocess
+    import sys
+
+    code = ("import sys, methods, bench.config, bench.tables, bench.studies.run, bench.cli.study, bench.metrics;"
+            "from bench.cli import build_parser; build_parser();"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('methods.') and m != 'methods.registry'"
+            " and m != 'methods.config'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    import bench.cli.study as study_cli
+
+    assert not hasattr(study_cli, "_parse_set")

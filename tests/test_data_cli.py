@@ -42,9 +42,22 @@ def test_check_fixture_is_partial_but_ok(fixtures_dir, capsys):
 
 
 def test_check_toy_is_complete(capsys):
+    assert bench_main(["data", "get", "toy", "--no-progress"]) == 0
     args = _parse("check", "toy")
     assert args.func(args) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_check_never_writes(tmp_path, capsys):
+    """`bench data check toy --root DIR` generated the toy set at DIR; a check only reads."""
+    missing = tmp_path / "nonexistent"
+    assert bench_main(["data", "check", "toy", "--root", str(missing)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"data root {missing} for dataset 'toy' does not exist" in err[0]
+    assert not missing.exists()
+    assert bench_main(["data", "check", "toy"]) == 1  # nothing in the cache either: reported, not generated
+    assert "dataset 'toy' not found" in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "datasets" / "toy").exists()
 
 
 def test_check_reports_a_broken_image(fixtures_dir, tmp_path, capsys):

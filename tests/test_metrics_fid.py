@@ -1,5 +1,6 @@
 """FID: Fréchet parity with pytorch-fid, feature-pipeline parity, the real fixtures, weights, cache, protocols."""
 
+import dataclasses
 import hashlib
 import http.server
 import logging
@@ -208,6 +209,11 @@ def test_weights_resolution_order(tmp_path, monkeypatch, inception_weights):
     assert str(hub).startswith(str(tmp_path / "th"))
     hub.parent.mkdir(parents=True)
     hub.write_bytes(b"x")
+    # The hub copy's name claims its hash (pytorch-fid's download checks it): a copy that does not match is refused.
+    with pytest.raises(CheckpointError, match="does not start with 6726825d"):
+        feat.resolve_inception_weights(download=False)
+    monkeypatch.setattr(feat, "INCEPTION", dataclasses.replace(feat.INCEPTION,
+                                                               sha256_prefix=hashlib.sha256(b"x").hexdigest()[:8]))
     assert feat.resolve_inception_weights(download=False).source == "torch hub cache"
 
 

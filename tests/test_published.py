@@ -31,14 +31,15 @@ def _row(text: str, label: str) -> list[float]:
 def test_schema_and_coverage():
     pub = load_published()
     assert tuple(pub.columns) == PUBLISHED_COLUMNS
-    assert set(pub["paper"]) == {"qsattn2022", "dclgan2021", "bicyclegan2017"}
+    assert set(pub["paper"]) == {"qsattn2022", "dclgan2021", "bicyclegan2017", "nicegan2020", "cut2020"}
     assert set(pub[pub["paper"] == "qsattn2022"]["table"]) == {"1", "2", "3", "4", "5"}
     assert set(pub[pub["paper"] == "dclgan2021"]["table"]) == {"1", "2", "3", "4"}
     assert (pub["source"].str.len() > 10).all()
     # Every row uses a dataset of the registry (or a CycleGAN set bench does not ship, or 'any').
     from bench.data.registry import DATASETS
 
-    assert set(pub["dataset"]) <= set(DATASETS) | {"vangogh2photo", "apple2orange", "any"}
+    assert set(pub["dataset"]) <= set(DATASETS) | {"vangogh2photo", "apple2orange", "summer2winter_yosemite",
+                                                    "drit_cat2dog", "any"}
     assert len(pub[(pub["paper"] == "qsattn2022") & (pub["table"] == "1")]) == 7 * 8
 
 
@@ -91,9 +92,68 @@ def test_dclgan_numbers_match_methods_md(fixtures_dir):
 
 def test_bicyclegan_number_matches_the_paper_text(fixtures_dir):
     text = (fixtures_dir / BICYCLEGAN).read_text(encoding="utf-8")
-    row = load_published(paper="bicyclegan2017").iloc[0]
+    pub = load_published(paper="bicyclegan2017")
+    row = pub[pub["table"] == "Sec. 5.2"].iloc[0]
     assert row["metric"] == "lpips_diversity" and row["value"] == 0.262
     assert "produce an average variation of .262" in text
+    # Table 1 is an image in this text (its caption says what it measures): the numbers come from the poster.
+    assert "Table 1: The encoding performance" in text and "reconstruction loss" in text
+    t1 = pub[pub["table"] == "1"]
+    assert len(t1) == 8 and set(t1["metric"]) == {"recon_l1"} and "0.292" not in text
+    assert t1["protocol_note"].str.startswith("read off an image").all()
+    # Every setting is a bench switch of BicycleGAN (the encoder and where z is added), so `bench reproduce` runs it.
+    from methods.bicyclegan import BicycleGANConfig
+    from bench.published import parse_setting
+
+    for setting in t1["setting"]:
+        assert set(parse_setting(setting)) <= set(BicycleGANConfig.__dataclass_fields__)
+
+
+def test_every_row_cites_a_paper_and_no_internal_file():
+    pub = load_published()
+    for source in set(pub["source"]):
+        assert re.search(r"arXiv \d{4}\.\d{5}", source), source
+        assert not re.search(r"shared/|reference/|methods\.md|papers/0\d\d_", source), source
+    # A number read off a picture says so.
+    read_off = pub[pub["source"].str.contains("read off")]
+    assert len(read_off) and read_off["protocol_note"].str.contains("read off an image").all()
+
+
+def test_nicegan_tables_agree_with_each_other_and_with_benchs_counts():
+    """The comparison and ablation tables were read from separate pictures: their shared rows must agree."""
+    pub = load_published(paper="nicegan2020")
+    comp = pub[pub["table"] == "comparison"]
+    assert len(comp) == 7 * 8 * 2  # 7 methods x 8 directions x (FID, KIDx100)
+    abl = pub[pub["table"] == "ablation"]
+
+    def val(frame, method, direction, metric, variant=None):
+        sel = frame[(frame["method"] == method) & (frame["direction"] == direction) & (frame["metric"] == metric)]
+        if variant:
+            sel = sel[sel["variant"].str.startswith(variant)]
+        (v,) = sel["value"]
+        return v
+
+    for direction in ("dog2cat", "cat2dog"):
+        for metric in ("fid", "kid"):
+            # Full model (row 5) = NICE-GAN; no NICE and no RA (row 1) = U-GAT-IT-light.
+            assert val(abl, "nicegan_light", direction, metric, "row 5:") == val(comp, "nicegan_light", direction, metric)
+            assert val(abl, "nicegan_light", direction, metric, "row 1:") == val(comp, "ugatit_light", direction, metric)
+    # The parameter table is of the light model: bench counts 2 x 8,104,640 (G) and 109,958,146 in all
+    # (tests/test_method_nicegan.py instantiates them).
+    params = pub[pub["table"] == "params"].set_index("variant")["value"]
+    assert params["NICE-GAN generators"] == round(2 * 8_104_640 / 1e6, 1)
+    assert params["NICE-GAN discriminators"] == round((109_958_146 - 2 * 8_104_640) / 1e6, 1)
+    assert set(pub["unit"][pub["metric"] == "kid"]) == {"×100"}
+
+
+def test_cut_rows_agree_with_the_reprints_in_other_papers():
+    pub = load_published(method=["cut", "fastcut"], metric="fid")
+    own = pub[pub["paper"] == "cut2020"]
+    assert len(own) == 4
+    for row in own.to_dict("records"):
+        copies = pub[(pub["paper"] != "cut2020") & (pub["method"] == row["method"]) & (pub["setting"] == "")
+                     & (pub["dataset"] == row["dataset"]) & (pub["direction"] == row["direction"])]
+        assert len(copies) and set(copies["value"]) == {row["value"]}, row
 
 
 def test_filters():

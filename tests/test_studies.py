@@ -117,7 +117,7 @@ def test_tpe_spec_samples_conditional_space_with_optuna():
     (base(objective={"metric": "recon_l1"}, pruner="median"), "'recon_l1' is only scored at the end"),
     (base(seeds=[0, 0]), "seeds has duplicates"),
     (base(search_space={"x": {"type": "categorical", "choices": [[1, 2]]}}), "write lists as \"0,4,8\""),
-    (base(method="_secret"), "reserved for tests"),
+    (base(method="_secret"), "reserved for custom objectives"),
     (base(name="a b"), "may contain only letters"),
     ({"name": "t", "dataset": "toy"}, "missing required key 'method'"),
 ])
@@ -178,3 +178,27 @@ def test_study_table_puts_published_numbers_beside_reproduced_ones():
     assert r"\textbf{51.00 $\pm$ 1.41}" in latex and r"\toprule" in latex
     toy = spec.with_options(dataset="toy")
     assert "fid (paper)" not in study_table(_fake_study(toy, [({"num_patches": 64, "method": "cut"}, [1.0])]), toy)
+
+
+def test_the_test_objective_comes_from_a_plugin_not_from_production_code(tmp_path, monkeypatch):
+    """`_quadratic` lived in bench/studies/spec.py and run.py; the runner now knows custom objectives only through
+    bench.studies.objectives and $BENCH_STUDY_PLUGINS (conftest points it at tests/study_objectives.py)."""
+    import bench.studies.run as run_mod
+    import bench.studies.spec as spec_mod
+    from bench.studies import objectives
+
+    for module in (run_mod, spec_mod):
+        assert not hasattr(module, "_quadratic") and not hasattr(module, "TEST_METHODS")
+    assert "quadratic" not in Path(run_mod.__file__).read_text() + Path(spec_mod.__file__).read_text()
+    assert parse_spec(base(), "t.yaml").method == "_quadratic"  # registered by the plugin file
+    plugin = tmp_path / "my_objectives.py"
+    plugin.write_text("from bench.studies.objectives import register_objective\n"
+                      "register_objective('_const', lambda seed, overrides, number, on_eval: "
+                      "{'last': {'fid': 1.0, 'epoch': 1}, 'best': {'fid': 1.0, 'epoch': 1}})\n")
+    monkeypatch.setenv(objectives.PLUGINS_ENV, f"{objectives.os.environ[objectives.PLUGINS_ENV]},{plugin}")
+    monkeypatch.setattr(objectives, "OBJECTIVES", dict(objectives.OBJECTIVES))
+    assert objectives.get_objective("_const").run(0, {}, 0, lambda *a: None)["last"]["fid"] == 1.0
+    with pytest.raises(ConfigError, match=r"'_nothing'.*\$BENCH_STUDY_PLUGINS"):
+        objectives.get_objective("_nothing")
+    with pytest.raises(ValueError, match="start with '_'"):
+        objectives.register_objective("cut", lambda *a: {})

@@ -75,7 +75,7 @@ def _as(account: str | None, cmd: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def postgres_url():
     """URL of a database on a PostgreSQL server that lives for the test session."""
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver is the [postgres] extra: pip install 'bench[postgres]'")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is the [postgres] extra: pip install 'i2i-bench[postgres]'")
     if os.environ.get("BENCH_POSTGRES_URL"):
         yield os.environ["BENCH_POSTGRES_URL"]
         return

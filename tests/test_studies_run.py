@@ -1,7 +1,7 @@
 """Running studies: journal storage, MLflow nesting, pruning, stale trials, kill + resume, submitit, tables.
 
-Most tests use the hidden `_quadratic` objective (no training) so the machinery is tested in seconds; the
-real QS-Attn smoke study is marked slow.
+Most tests use the `_quadratic` objective of tests/study_objectives.py (no training) so the machinery is tested
+in seconds; the real QS-Attn smoke study is marked slow.
 """
 
 from __future__ import annotations
@@ -293,3 +293,20 @@ def test_qsattn_queries_smoke_study_on_toy(tmp_path, inception_weights):
     runs = sorted((tmp_path / "runs" / "toy").glob("*/seed0-qsattn_queries.smoke.trial*"))
     assert [r.parent.name for r in runs] == ["qsattn_global", "qsattn_local"]
     assert all((r / "metrics.json").is_file() for r in runs)
+
+
+def test_status_and_table_of_a_study_do_not_import_torch(tmp_path):
+    """bench/cli/study.py kept its own parse_set because bench.config imported every method (and torch); the
+    read-only study commands now run on Optuna and pandas alone."""
+    path = write_spec(tmp_path / "light.yaml", name="light", seeds=[0],
+                      search_space={"x": {"type": "categorical", "choices": [0, 1]}})
+    spec = load_spec(path)
+    opts = RunOptions(tracking=False, results_dir=str(tmp_path / "results"))
+    handle = open_handle(spec)
+    assert work(spec, opts, handle, open_study(spec, handle, opts, coordinator=True))["complete"] == 2
+    code = ("import sys; from bench.cli import main; "
+            f"codes = [main(['study', c, {str(path)!r}, '--no-tracking']) for c in ('status', 'table')]; "
+            "print(codes, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[0, 0] False"

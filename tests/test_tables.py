@@ -131,11 +131,11 @@ def test_load_runs_reads_the_schema(runs):
 
 
 def test_mean_std_over_seeds_and_failed_excluded(runs):
-    table = build_table(TableOptions(metrics=("fid", "swd")), runs=runs)
+    table = build_table(TableOptions(metrics=("fid", "swd"), select="best"), runs=runs)
     cut = _cell(table, "cut", "horse2zebra")
     assert cut["n"] == 3 and cut["mean"] == pytest.approx(46.0) and cut["std"] == pytest.approx(1.0)
     assert cut["seeds"] == [0, 1, 2]  # the failed seed 3 (best/fid 1.0) is not there
-    last = build_table(TableOptions(metrics=("fid",), select="last"), runs=runs)
+    last = build_table(TableOptions(metrics=("fid",)), runs=runs)  # the official protocol's last epoch by default
     assert _cell(last, "cut", "horse2zebra")["mean"] == pytest.approx(51.0)
     assert not (table.cells["kind"] == "study").any()  # study runs stay out of the main table
     md = render(table, "md")
@@ -152,7 +152,8 @@ def test_best_per_column_follows_metric_direction():
 
 
 def test_published_beside_reproduced_with_difference(runs):
-    table = build_table(TableOptions(metrics=("fid",), published=True, datasets=("horse2zebra", "afhq")), runs=runs)
+    table = build_table(TableOptions(metrics=("fid",), published=True, datasets=("horse2zebra", "afhq"),
+                                     select="best"), runs=runs)
     q = _cell(table, "qsattn_global", "horse2zebra")
     assert q["published"] == 41.1 and q["published_paper"] == "qsattn2022"
     assert q["diff"] == pytest.approx(42.0 - 41.1)
@@ -169,17 +170,21 @@ def test_published_beside_reproduced_with_difference(runs):
 
 
 def test_protocol_footnotes(runs):
-    table = build_table(TableOptions(metrics=("fid",), datasets=("toy", "horse2zebra")), runs=runs)
+    table = build_table(TableOptions(metrics=("fid",), datasets=("toy", "horse2zebra"), select="best"), runs=runs)
     toy = _cell(table, "cut", "toy")
     note = table.footnotes[toy["marks"][0] - 1]
     assert "32px images (paper: 256)" in note and "`smoke` preset" in note and "8 test images" in note
-    assert not _cell(table, "cut", "horse2zebra")["marks"]  # paper protocol: no footnote
-    last = build_table(TableOptions(metrics=("fid",), select="last", datasets=("horse2zebra",)), runs=runs)
-    assert any("last epoch" in f for f in last.footnotes)
+    # best is selected on the test set: always said so, since the official test scripts evaluate the last epoch
+    note = table.footnotes[_cell(table, "cut", "horse2zebra")["marks"][0] - 1]
+    assert "best epoch, selected on the test set" in note and "official test scripts evaluate the last" in note
+    assert "selected on the test set" in table.title
+    last = build_table(TableOptions(metrics=("fid",), datasets=("horse2zebra",)), runs=runs)
+    assert not _cell(last, "cut", "horse2zebra")["marks"]  # the official protocol: no footnote
+    assert last.options.select == "last" and "last epoch" in last.title
 
 
 def test_study_table_groups_by_swept_params_with_baseline(runs):
-    table = build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True), runs=runs)
+    table = build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True, select="best"), runs=runs)
     rows = list(dict.fromkeys(table.cells["row"]))
     assert rows == ["num_patches=64", "num_patches=128", "num_patches=256", "num_patches=512",
                     "QS-Attn (Global) (baseline)"]
@@ -199,7 +204,7 @@ def test_csv_is_long_form(runs):
 
     import pandas as pd
 
-    table = build_table(TableOptions(metrics=("fid", "swd"), published=True), runs=runs)
+    table = build_table(TableOptions(metrics=("fid", "swd"), published=True, select="best"), runs=runs)
     df = pd.read_csv(io.StringIO(render(table, "csv")))
     row = df[(df["method"] == "cut") & (df["dataset"] == "horse2zebra") & (df["metric"] == "swd")].iloc[0]
     assert row["mean"] == pytest.approx(31.0) and row["n"] == 3 and row["published"] == 31.5
@@ -211,7 +216,8 @@ def _latex_document(body: str) -> str:
 
 
 def test_latex_structure(runs):
-    tex = render(build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True), runs=runs), "latex")
+    tex = render(build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True, select="best"),
+                             runs=runs), "latex")
     assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
     assert "\\textbf{40.5 $\\pm$ 0.7}" in tex and "num\\_patches=64" in tex and "qs\\_queries" in tex
     spec = tex.split("\\begin{tabular}{", 1)[1].split("}", 1)[0]
@@ -226,8 +232,8 @@ def test_latex_structure(runs):
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (apt-get install texlive-latex-base "
                     "texlive-latex-recommended)")
 def test_latex_compiles(runs, tmp_path):
-    for options in (TableOptions(metrics=("fid", "swd"), published=True),
-                    TableOptions(metrics=("fid",), study="qs_queries", published=True)):
+    for options in (TableOptions(metrics=("fid", "swd"), published=True, select="best"),
+                    TableOptions(metrics=("fid",), study="qs_queries", published=True, select="best")):
         (tmp_path / "t.tex").write_text(_latex_document(render(build_table(options, runs=runs), "latex")))
         proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
@@ -253,3 +259,48 @@ def test_an_unavailable_metric_says_why_its_cell_is_empty(runs):
     note = table.footnotes[cell["marks"][0] - 1]
     assert note.endswith("not computed: segmentation weights absent")
     assert f"—<sup>{cell['marks'][0]}</sup>" in render(table, "md")
+
+
+def test_the_official_protocol_is_the_reference_of_published_comparisons():
+    """Last epoch and one fake per test input (what the official test.py leaves to pytorch-fid) raise no note."""
+    from bench.tables import PAPER_PROTOCOL, protocol_differences
+
+    assert PAPER_PROTOCOL["select"] == "last" and PAPER_PROTOCOL["test_set"] == "per_input"
+    official = {"n_fake": 120, "image_size": 256, "protocol": "legacy_pytorch", "test_set": "per_input"}
+    assert protocol_differences(official, "fid", "horse2zebra", "horse2zebra", "paper", "last") == []
+    wrapped = {**official, "n_fake": 140, "test_set": "wraparound"}
+    notes = protocol_differences(wrapped, "fid", "horse2zebra", "horse2zebra", "paper", "last")
+    assert any(n.startswith("test set wraparound") for n in notes)
+    assert "140 test images scored (paper: all 120)" in notes
+    best = protocol_differences(official, "fid", "horse2zebra", "horse2zebra", "paper", "best")
+    assert best == ["best epoch, selected on the test set (the official test scripts evaluate the last epoch)"]
+
+
+def test_bench_table_defaults_to_the_last_epoch():
+    from bench.cli import build_parser
+
+    args = build_parser().parse_args(["table", "--published"])
+    assert args.select == "last"
+    assert TableOptions().select == "last"
+
+
+def test_method_labels_live_on_the_registry_lines(monkeypatch):
+    """bench/tables.py kept its own label table; labels now come from methods/registry.py (and, for methods bench
+    does not train, from bench/published.py)."""
+    import dataclasses
+
+    import bench.tables as tables_mod
+    import methods.registry as registry
+    from bench.published import PUBLISHED_ONLY_LABELS, method_label, method_order
+
+    assert not hasattr(tables_mod, "METHOD_LABELS")
+    for name, entry in registry.METHODS.items():
+        assert entry.label and method_label(name) == entry.label == registry.label(name)
+    assert method_label("qsattn_global") == "QS-Attn (Global)" and method_label("drit") == "DRIT"
+    assert method_label("unknown_thing") == "unknown_thing"
+    assert not set(PUBLISHED_ONLY_LABELS) & set(registry.METHODS)
+    order = sorted(["drit", "munit", "cyclegan", "zzz"], key=method_order)
+    assert order == ["cyclegan", "munit", "drit", "zzz"]
+    renamed = {**registry.METHODS, "cut": dataclasses.replace(registry.METHODS["cut"], label="CUT*")}
+    monkeypatch.setattr(registry, "METHODS", renamed)
+    assert tables_mod.method_label("cut") == "CUT*"

@@ -19,7 +19,8 @@ from bench.errors import BenchError
 
 #: Modules that add subcommands, in the order `bench --help` lists them.
 SUBCOMMAND_MODULES = ("bench.cli.run", "bench.cli.eval", "bench.cli.table", "bench.cli.study", "bench.cli.data",
-                      "bench.cli.methods", "bench.cli.doctor")
+                      "bench.cli.methods", "bench.cli.doctor", "bench.cli.reproduce",
+                      "bench.cli.report")
 
 #: Libraries whose INFO logging drowns bench's own.
 NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", "git", "filelock", "httpx")
@@ -39,19 +40,63 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+EXAMPLES = """examples:
+  bench run --methods all --dataset toy --preset smoke     train + score every method on built-in data (CPU minutes)
+  bench run --methods cut --dataset horse2zebra --data-root DIR --preset paper --seeds 0 1 2
+  bench eval --real DIR --fake DIR --metrics fid,kid,swd   score any two image folders
+  bench table --metric fid,kid --published                 paper-style table of the tracked runs
+  bench plot --dataset toy                                 curves and qualitative grids (PNG + PDF)
+  bench doctor                                             versions, weights files, datasets, tracking store
+
+`bench COMMAND --help` shows each command's options."""
+
+
+def version_text() -> str:
+    """`bench X.Y.Z (git <commit>)`: the installed version and the commit of the code that runs."""
+    from bench import __version__
+    from bench.runner import git_commit
+
+    return f"bench {__version__} (git {git_commit()})"
+
+
+class _Version(argparse.Action):
+    """`--version`: the text is computed only when asked (it runs git)."""
+
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """argparse accepts `--method` for `--methods` unless told not to; every (sub)parser is told."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Train, evaluate, track and tabulate image-to-image "
-                                     "translation GANs under one protocol.")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+                                     "translation GANs under one protocol.", epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action=_Version, help="print bench's version and git commit, then exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    _no_abbreviations(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # handlers quote the user's own command in their advice
     setup_logging(args.verbose)
     return dispatch(args)
 

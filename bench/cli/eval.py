@@ -6,8 +6,10 @@
     bench eval --run runs/afhq/cut/seed0 [--tag best] [--tracking-uri URI]
 
 `--run` reads the run's config.json, scores eval/<tag>/fake against eval/reference with the metrics the run
-reported (metrics.json) or --metrics, writes metrics_rescored.json into the run folder and, when the run has
-mlflow_run_id.txt and a tracking URI is given or configured, logs the scores to that MLflow run.
+reported (metrics.json) or --metrics (eval/last when the best epoch is the last), writes metrics_rescored.json
+into the run folder and logs the scores to the run's own MLflow run, in the store the run recorded
+(tracking.json), from any working directory. Metrics the run could not compute (e.g. FID offline) also fill
+its `<tag>/<metric>` values, so `bench table` shows them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.errors import DataError, UsageError
+from bench.errors import BenchError, DataError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,9 @@ def _parse_metrics(text: str | None) -> list[str] | None:
 
 
 def _parse_context(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--context {item!r}: use KEY=VALUE")
-        out[key.strip()] = value.strip()
-    return out
+    from bench.config import parse_set
+
+    return parse_set(items, flag="--context", example="direction=AtoB")
 
 
 def _parse_resolution(text: str) -> tuple[int, int]:
@@ -124,11 +122,18 @@ def score(real, fake, metrics: list[str], *, labels=None, seg_weights=None, seg_
     if rest:
         if real is None or fake is None:
             raise UsageError(f"{', '.join(rest)} need --real and --fake (or --run)")
-        results.update(evaluate(real, fake, rest, protocol=protocol, device=device, batch_size=batch_size,
-                                num_workers=num_workers, seed=seed, inception_weights=inception_weights,
-                                cache_dir=cache_dir, context=context, kid_subsets=kid_subsets,
-                                kid_subset_size=kid_subset_size, allow_mixed_sizes=allow_mixed_sizes,
-                                convert_rgb=convert_rgb, cache=cache))
+        # One group at a time (Inception metrics share their features), so that when a later group fails
+        # (e.g. SWD on mixed image sizes) the numbers already computed are still shown.
+        for group in _metric_groups(rest):
+            try:
+                results.update(evaluate(real, fake, group, protocol=protocol, device=device, batch_size=batch_size,
+                                        num_workers=num_workers, seed=seed, inception_weights=inception_weights,
+                                        cache_dir=cache_dir, context=context, kid_subsets=kid_subsets,
+                                        kid_subset_size=kid_subset_size, allow_mixed_sizes=allow_mixed_sizes,
+                                        convert_rgb=convert_rgb, cache=cache))
+            except BenchError as exc:
+                exc.partial_results = dict(results)
+                raise
     if seg:
         if fake is None or labels is None:
             raise UsageError(f"{', '.join(seg)} need --fake and --labels (the colour label maps the photos come from)")
@@ -139,13 +144,36 @@ def score(real, fake, metrics: list[str], *, labels=None, seg_weights=None, seg_
     return {m: results[m] for m in metrics}
 
 
+def _metric_groups(names: list[str]) -> list[list[str]]:
+    """fid and kid together (one Inception pass), every other metric on its own, in the order given."""
+    from bench.metrics.evaluate import INCEPTION_METRICS
+
+    inception = [m for m in names if m in INCEPTION_METRICS]
+    groups, placed = [], False
+    for m in names:
+        if m in INCEPTION_METRICS:
+            if not placed:
+                groups.append(inception)
+                placed = True
+        else:
+            groups.append([m])
+    return groups
+
+
 def _run_settings(run_dir: Path, args) -> dict[str, Any]:
     """Inputs and defaults for re-scoring a finished run."""
     if not (run_dir / "config.json").is_file():
         raise DataError(f"{run_dir} has no config.json; --run expects a bench run folder (runs/<dataset>/<method>/seed<N>)")
     cfg = _read_json(run_dir / "config.json")
     ev = cfg.get("eval") or {}
+    reported = _read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    tags = [args.tag]
     fake = run_dir / "eval" / args.tag / "fake"
+    last_epoch, best_epoch = ((reported.get(t) or {}).get("epoch") for t in ("last", "best"))
+    if last_epoch is not None and last_epoch == best_epoch and args.tag in ("last", "best"):
+        # The best epoch is the last one: the run scored those weights once, under eval/last; the scores are both.
+        fake, tags = run_dir / "eval" / "last" / "fake", ["last", "best"]
+        log.info("the best epoch (%d) is the last: re-scoring eval/last for both last/ and best/", last_epoch)
     real = run_dir / "eval" / "reference"
     for path, what in ((fake, f"the {args.tag} fakes"), (real, "the reference images")):
         if not path.is_dir():
@@ -157,9 +185,8 @@ def _run_settings(run_dir: Path, args) -> dict[str, Any]:
     metrics = _parse_metrics(args.metrics)
     if metrics is None:
         metrics = list(ev.get("metrics") or [])
-    if not metrics and (run_dir / "metrics.json").is_file():
-        reported = (_read_json(run_dir / "metrics.json").get(args.tag) or {}).get("metrics") or {}
-        metrics = list(reported)
+    if not metrics and reported:
+        metrics = list((reported.get(args.tag) or {}).get("metrics") or {})
     from bench.metrics import METRICS
 
     skipped = [m for m in metrics if m not in METRICS or METRICS[m].kind == "diversity"]
@@ -173,7 +200,42 @@ def _run_settings(run_dir: Path, args) -> dict[str, Any]:
     return {"real": real, "fake": fake, "metrics": metrics, "labels": labels, "context": context,
             "protocol": ev.get("protocol"), "inception_weights": ev.get("inception_weights"),
             "seg_weights": ev.get("seg_weights"), "batch_size": ev.get("batch_size"), "seed": cfg.get("seed"),
-            "tracking_uri": cfg.get("tracking_uri")}
+            "tracking_uri": run_tracking_uri(run_dir, cfg, args.tracking_uri), "tags": tags, "reported": reported}
+
+
+def run_tracking_uri(run_dir: Path, cfg: dict[str, Any], explicit: str | None) -> str | None:
+    """Where a run is tracked: --tracking-uri, else what the run recorded (tracking.json, or its config's URI),
+    else the sqlite file next to its runs root (where `bench run` was started), else $MLFLOW_TRACKING_URI."""
+    from bench.runner import TRACKING_RECORD
+
+    if explicit:
+        return explicit
+    record = run_dir / TRACKING_RECORD
+    if record.is_file():
+        uri = _read_json(record).get("tracking_uri")
+        if uri:
+            return uri
+    base = _started_in(run_dir, cfg)
+    configured = cfg.get("tracking_uri")
+    if configured:
+        if configured.startswith("sqlite:///") and not Path(configured[len("sqlite:///"):]).is_absolute() and base:
+            return f"sqlite:///{base / configured[len('sqlite:///'):]}"
+        return configured
+    if base is not None and (base / "mlflow.db").is_file():
+        return f"sqlite:///{base / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def _started_in(run_dir: Path, cfg: dict[str, Any]) -> Path | None:
+    """The folder `bench run` ran in: the run folder minus `<out>/<dataset>/<method>/<seed...>` (relative --out)."""
+    out = Path(str(cfg.get("out") or "runs"))
+    if out.is_absolute():
+        return None
+    tail = (*out.parts, str(cfg.get("dataset")), str(cfg.get("method")), run_dir.name)
+    here = run_dir.resolve()
+    if here.parts[-len(tail):] != tail:
+        return None
+    return Path(*here.parts[:-len(tail)])
 
 
 def cmd_eval(args) -> int:
@@ -188,17 +250,14 @@ def cmd_eval(args) -> int:
     if run_dir is not None:
         settings = _run_settings(run_dir, args)
     context = {**settings["context"], **_parse_context(args.context)}
-    pick = lambda flag, key, default: flag if flag is not None else (settings.get(key) or default)  # noqa: E731
-    results = score(settings["real"], settings["fake"], settings["metrics"], labels=settings["labels"],
-                    seg_weights=pick(args.seg_weights, "seg_weights", None), seg_arch=args.seg_arch,
-                    seg_resolution=_parse_resolution(args.seg_resolution),
-                    protocol=pick(args.protocol, "protocol", "legacy_pytorch"), device=args.device,
-                    batch_size=pick(args.batch_size, "batch_size", 50), num_workers=args.num_workers,
-                    seed=pick(args.seed, "seed", 0),
-                    inception_weights=pick(args.inception_weights, "inception_weights", None),
-                    cache_dir=args.cache_dir, cache=False if args.no_cache else None, context=context,
-                    kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                    allow_mixed_sizes=args.allow_mixed_sizes, convert_rgb=args.convert_rgb)
+    try:
+        results = _score_from(settings, args, context)
+    except BenchError as exc:
+        partial = getattr(exc, "partial_results", None)
+        if partial:
+            print_table(partial)
+            print(f"bench: computed {', '.join(partial)} before the error below", file=sys.stderr)
+        raise
     doc = {"real": str(settings["real"]), "fake": str(settings["fake"]),
            "metrics": {k: v.to_dict() for k, v in results.items()}}
     print_table(results)
@@ -207,9 +266,22 @@ def cmd_eval(args) -> int:
     if run_dir is not None:
         doc["tag"] = args.tag
         _write_json(run_dir / "metrics_rescored.json", doc)
-        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.get("tracking_uri")
-        log_rescored_to_mlflow(run_dir, doc, uri, args.tag)
+        log_rescored_to_mlflow(run_dir, doc, settings["tracking_uri"], settings["tags"])
     return 0
+
+
+def _score_from(settings: dict[str, Any], args, context: dict[str, str]):
+    pick = lambda flag, key, default: flag if flag is not None else (settings.get(key) or default)  # noqa: E731
+    return score(settings["real"], settings["fake"], settings["metrics"], labels=settings["labels"],
+                 seg_weights=pick(args.seg_weights, "seg_weights", None), seg_arch=args.seg_arch,
+                 seg_resolution=_parse_resolution(args.seg_resolution),
+                 protocol=pick(args.protocol, "protocol", "legacy_pytorch"), device=args.device,
+                 batch_size=pick(args.batch_size, "batch_size", 50), num_workers=args.num_workers,
+                 seed=pick(args.seed, "seed", 0),
+                 inception_weights=pick(args.inception_weights, "inception_weights", None),
+                 cache_dir=args.cache_dir, cache=False if args.no_cache else None, context=context,
+                 kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                 allow_mixed_sizes=args.allow_mixed_sizes, convert_rgb=args.convert_rgb)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -241,32 +313,71 @@ def print_table(results: dict[str, Any], file=None) -> None:
     Console(file=file or sys.stdout).print(table)
 
 
-def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str | None, tag: str) -> bool:
-    """Log re-scored metrics (`rescored/<tag>/<metric>`) and the JSON to the run's MLflow run; False if skipped."""
-    id_file = run_dir / "mlflow_run_id.txt"
-    if not id_file.is_file() or not tracking_uri:
-        log.info("not logging to MLflow (%s)", "no mlflow_run_id.txt" if not id_file.is_file() else "no tracking URI")
-        return False
+def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str | None,
+                           tags: list[str] | str, reported: dict[str, Any] | None = None) -> bool:
+    """Log re-scored metrics to the run's own MLflow run; False when the run is not tracked anywhere known.
+
+    Always as `rescored/<tag>/<metric>`. Where the run had no value for a metric (e.g. FID offline), the new one
+    also fills `<tag>/<metric>` with its protocol tag, so `bench table` shows it; a value the run already had is
+    left as it is (another protocol must not silently replace it).
+    """
     import time
 
     from mlflow.entities import Metric
 
-    from bench.tracking import make_client
+    from bench.runner import TRACKING_RECORD
+    from bench.tracking import TAG_PROTOCOL_PREFIX, make_client, missing_store
 
-    run_id = id_file.read_text().strip()
+    tags = [tags] if isinstance(tags, str) else list(tags)
+    record = run_dir / TRACKING_RECORD
+    id_file = run_dir / "mlflow_run_id.txt"
+    run_id = (_read_json(record).get("run_id") if record.is_file() else None) or (
+        id_file.read_text().strip() if id_file.is_file() else None)
+    if not run_id or not tracking_uri:
+        log.info("not logging to MLflow (%s)", "the run folder names no MLflow run" if not run_id else
+                 "no tracking store recorded for the run; pass --tracking-uri")
+        return False
+    absent = missing_store(tracking_uri)
+    if absent is not None:
+        raise UsageError(f"the run's tracking store {absent} does not exist; pass --tracking-uri URI (the store the "
+                         "run was tracked in)")
     client = make_client(tracking_uri)
+    try:
+        client.get_run(run_id)
+    except Exception:
+        raise UsageError(f"MLflow run {run_id} of {run_dir} is not in {tracking_uri}; "
+                         "pass --tracking-uri URI") from None
     now = int(time.time() * 1000)
-    metrics = []
-    for name, r in doc["metrics"].items():
-        if r["value"] is None:
-            continue
-        metrics.append(Metric(f"rescored/{tag}/{name}", r["value"], now, 0))
-        if r["std"] is not None:
-            metrics.append(Metric(f"rescored/{tag}/{name}_std", r["std"], now, 0))
+    metrics, filled, new_tags = [], [], {}
+    for tag in tags:
+        had = ((reported or {}).get(tag) or {}).get("metrics") or {}
+        for name, r in doc["metrics"].items():
+            if r["value"] is None:
+                continue
+            prefixes = [f"rescored/{tag}"]
+            if (had.get(name) or {}).get("value") is None:
+                prefixes.append(tag)
+                filled.append(f"{tag}/{name}")
+                if r.get("fingerprint"):
+                    new_tags[f"{TAG_PROTOCOL_PREFIX}{name}"] = json.dumps(r["fingerprint"], sort_keys=True,
+                                                                         default=str)[:5000]
+            for prefix in prefixes:
+                metrics.append(Metric(f"{prefix}/{name}", r["value"], now, 0))
+                if r["std"] is not None:
+                    metrics.append(Metric(f"{prefix}/{name}_std", r["std"], now, 0))
     try:
         client.log_batch(run_id, metrics=metrics)
-        client.log_dict(run_id, doc, f"metrics_rescored_{tag}.json")
-    except Exception as exc:  # a missing or deleted run: the JSON on disk is still written
+        for key, value in new_tags.items():
+            client.set_tag(run_id, key, value)
+        for name in {f.split("/", 1)[1] for f in filled}:
+            try:
+                client.delete_tag(run_id, f"bench.unavailable.{name}")
+            except Exception:  # the run never had that tag
+                pass
+        for tag in tags:
+            client.log_dict(run_id, doc, f"metrics_rescored_{tag}.json")
+    except Exception as exc:  # a deleted run: the JSON on disk is still written
         raise UsageError(f"cannot log to MLflow run {run_id} at {tracking_uri}: {exc}") from None
-    log.info("logged %d metrics to MLflow run %s", len(metrics), run_id)
+    note = f" (filled {', '.join(filled)}, which the run could not compute: `bench table` shows them)"
+    log.info("logged %d metrics to MLflow run %s at %s%s", len(metrics), run_id, tracking_uri, note if filled else "")
     return True

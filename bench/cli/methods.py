@@ -7,7 +7,9 @@ from pathlib import Path
 
 def register(sub) -> None:
     """Add `methods` and `import`."""
-    sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    sub.add_parser("methods", help="list registered methods",
+                   description="Every registered method: kind, official code and licence, paper.").set_defaults(
+        func=cmd_methods)
     add_import_parser(sub)
 
 
@@ -34,22 +36,39 @@ def cmd_import(args) -> int:
     out = import_checkpoint(args.method, Path(args.checkpoint), net=args.net, out=Path(args.out),
                             dataset=args.dataset, data_root=args.data_root, direction=args.direction,
                             preset=args.preset, overrides=args.overrides, device=args.device or "auto",
-                            inception_weights=args.inception_weights)
+                            inception_weights=args.inception_weights, tracking_uri=args.tracking_uri)
     print(out)
     return 0
 
 
+IMPORT_EPILOG = """examples:
+  bench import cut latest_net_G.pth --preset smoke                 check that a file loads (keys and shapes)
+  bench import cut horse2zebra_cut.pth --dataset horse2zebra --data-root DIR
+                  load, translate the test split, score it and track it: `bench table` shows it as
+                  "CUT (official checkpoint)"; written to runs/imported/horse2zebra/cut/horse2zebra_cut/"""
+
+
 def add_import_parser(sub) -> None:
-    p = sub.add_parser("import", help="load an official generator checkpoint (and optionally evaluate it)")
-    p.add_argument("method")
+    import argparse
+
+    p = sub.add_parser("import", help="load an official generator checkpoint (and optionally evaluate it)",
+                       description="Load an official generator checkpoint into bench's nets (strict key and shape "
+                                   "check); with --dataset, score it on the test split and track it in MLflow.",
+                       epilog=IMPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("method", help="bench method name the checkpoint belongs to (see `bench methods`)")
     p.add_argument("checkpoint", help="official .pth file, e.g. latest_net_G.pth or latest_net_G_A.pth")
     p.add_argument("--net", help="which net the file holds (default: from the file name, else the generator)")
-    p.add_argument("--dataset", help="evaluate the imported generator on this dataset's test split")
-    p.add_argument("--data-root")
-    p.add_argument("--direction")
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default="runs/imported")
-    p.add_argument("--device", default=None)
-    p.add_argument("--inception-weights", default=None)
+    p.add_argument("--dataset", help="evaluate the imported generator on this dataset's test split (and track it)")
+    p.add_argument("--data-root", help="dataset folder (default: $BENCH_DATA_ROOT/<name> or the cache)")
+    p.add_argument("--direction", help="translation direction (default: the dataset's paper direction)")
+    p.add_argument("--preset", default="paper",
+                   help="architecture sizes of the checkpoint: paper (official, default) or smoke")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a method setting so the nets match the checkpoint (e.g. ngf=32); repeatable")
+    p.add_argument("--out", "--output", dest="out", default="runs/imported",
+                   help="root of the import folders: <out>/<dataset>/<method>/<file stem>/ (default: runs/imported)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--inception-weights", default=None, help="FID Inception weights file (or $BENCH_INCEPTION_WEIGHTS)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.set_defaults(func=cmd_import)

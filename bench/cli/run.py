@@ -9,35 +9,127 @@ from bench.errors import BenchError, UsageError
 log = logging.getLogger("bench")
 
 
+#: Measured on the 2-core development machine (README, "Speed and memory"): CUT at 256 px, batch 1, 2 threads.
+#: Used only to say roughly how long a paper-sized run takes on a CPU; the run itself measures its own speed.
+CPU_SECONDS_PER_ITERATION_256PX = 9.6
+
+EPILOG = """examples:
+  bench run --methods all --dataset toy --preset smoke            every method on the built-in data (CPU minutes)
+  bench run --methods cut --dataset horse2zebra --data-root DIR --preset paper --seeds 0 1 2
+  bench run --methods cut --dataset toy --preset smoke --resume   continue a killed run
+  bench run --methods cut --dataset toy --preset smoke --restart  start over (the old folder is moved aside)
+
+A rerun of a finished run with the same settings keeps it (status "finished (kept)"); a run that stopped before
+its first checkpoint simply starts again with the same command."""
+
+
 def register(sub) -> None:
+    import argparse
+
     p = sub.add_parser("run", help="train and evaluate methods on a dataset under fixed seeds",
-                       description="Train and evaluate each method on DATASET for each seed; track in MLflow.")
+                       description="Train and evaluate each method on DATASET for each seed; track in MLflow.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", required=True, metavar="NAME",
                    help="method names, or 'all' for every method that fits the dataset (see `bench methods`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `bench data list`)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N", help="seeds (default: 0)")
-    p.add_argument("--preset", default="paper", help="paper (official settings, 256 px; for GPUs) or smoke (CPU-sized)")
+    p.add_argument("--preset", default=None,
+                   help="paper (the official settings at 256 px: GPU-sized) or smoke (32 px, 2 epochs: CPU minutes). "
+                        "Default: paper when a GPU is available; on a CPU-only machine give it explicitly")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a method field (lambda_NCE=2), or data.*, train.*, eval.*; repeatable")
     p.add_argument("--data-root", help="dataset folder in its official layout (default: $BENCH_DATA_ROOT/<name> or the cache)")
     p.add_argument("--direction", help="translation direction (default: the dataset's paper direction)")
-    p.add_argument("--out", default="runs", help="root of the run folders (default: runs)")
+    p.add_argument("--out", "--output", dest="out", default="runs",
+                   help="root of the run folders (default: runs)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--resume", action="store_true", help="continue runs from their last checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue runs from their last checkpoint")
+    again.add_argument("--restart", action="store_true",
+                       help="start over: an existing run folder is moved aside to seed<N>.replaced-<time> (nothing "
+                            "is deleted) and its MLflow run is tagged replaced")
     p.add_argument("--inception-weights", default=None, help="FID Inception weights file (or $BENCH_INCEPTION_WEIGHTS)")
     p.add_argument("--seg-weights", default=None, help="DRN-D-22 Cityscapes weights for segmentation scores")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
 
+def has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def _uses_cpu(cfg) -> bool:
+    return cfg.train.device == "cpu" or (cfg.train.device == "auto" and not has_accelerator())
+
+
+def paper_cost(plan, sizes: dict, shown: int = 3) -> str:
+    """What the plan's runs cost on a CPU: iterations per method at its image size, and rough hours."""
+    from bench.train import schedule_length
+
+    items, seen = [], set()
+    for cfg in plan:
+        if cfg.method in seen:
+            continue
+        seen.add(cfg.method)
+        mc = cfg.method_cfg
+        # Methods that count iterations (NICE-GAN, MUNIT) keep their budget in the config's `iterations`.
+        sched = schedule_length(cfg, sizes[cfg.method], int(getattr(mc, "iterations", 0) or 0))
+        hours = sched.iterations * CPU_SECONDS_PER_ITERATION_256PX * (mc.crop_size / 256) ** 2 / 3600
+        items.append(f"{cfg.method} {sched.iterations:,} iterations at {mc.crop_size} px (~{hours:,.0f} h)")
+    text = ", ".join(items[:shown]) + (f", and {len(items) - shown} more methods" if len(items) > shown else "")
+    return (f"{text} per seed, at the ~{CPU_SECONDS_PER_ITERATION_256PX:g} s/iteration measured for CUT at 256 px "
+            "on a 2-core CPU")
+
+
+def check_preset_for_cpu(args, plan, sizes: dict) -> None:
+    """No --preset on a CPU-only machine: refuse with the cost of `paper` and the CPU-sized command.
+    An explicit `--preset paper` on a CPU: say what it costs, then run it."""
+    if not plan or not any(_uses_cpu(cfg) for cfg in plan) or (args.preset or "paper") != "paper":
+        return
+    cost = paper_cost(plan, sizes)
+    smoke = command_with(args, "--preset", "smoke")
+    if args.preset is None:
+        raise UsageError(f"no GPU here, and the default preset `paper` is the papers' full schedule: {cost}. "
+                         f"A CPU-sized run (minutes): {smoke}. To train the paper schedule on this CPU anyway, "
+                         "pass --preset paper")
+    log.warning("--preset paper on a CPU: %s. A CPU-sized run (minutes): %s", cost, smoke)
+
+
+#: Flags that exclude each other: adding one to a command drops the other.
+_EXCLUSIVE = {"--restart": "--resume", "--resume": "--restart"}
+
+
+def command_with(args, flag: str, value: str | None = None) -> str:
+    """The user's own command with `flag` (and its `value`) added; an earlier value of that flag is replaced."""
+    import shlex
+
+    argv = list(getattr(args, "argv", None) or [])
+    if not argv:
+        return f"bench run ... {flag}" + (f" {value}" if value is not None else "")
+    drop = {flag, _EXCLUSIVE.get(flag, flag)}
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in drop:
+            skip = value is not None and a == flag
+        elif not any(a.startswith(f"{d}=") for d in drop):
+            out.append(a)
+    out += [flag] + ([value] if value is not None else [])
+    return "bench " + shlex.join(out)
+
+
 def cmd_run(args) -> int:
     import methods as registry
     from bench.config import parse_set
-    from bench.runner import build_run_config, method_fits, run_one
-
+    from bench.run_folder import RunFolderConflict
+    from bench.runner import build_run_config, method_fits, preflight, run_one
     from bench.seeding import check_seed
+    from bench.tracking import make_client
 
     overrides = parse_set(args.overrides)
     for seed in args.seeds:
@@ -60,11 +152,22 @@ def cmd_run(args) -> int:
             skipped.append((name, reason))
             continue
         for seed in args.seeds:
-            cfg = build_run_config(name, args.dataset, seed, args.preset, overrides, data_root=args.data_root,
-                                   direction=args.direction, out=args.out, device=args.device,
-                                   tracking_uri=args.tracking_uri, inception_weights=args.inception_weights,
-                                   seg_weights=args.seg_weights)
+            cfg = build_run_config(name, args.dataset, seed, args.preset or "paper", overrides,
+                                   data_root=args.data_root, direction=args.direction, out=args.out,
+                                   device=args.device, tracking_uri=args.tracking_uri,
+                                   inception_weights=args.inception_weights, seg_weights=args.seg_weights)
             plan.append(cfg)
+    # Settings, data and the tracking store are checked before any run folder or MLflow run exists.
+    sizes, checked = {}, {}
+    for cfg in plan:
+        key = (cfg.dataset, cfg.data.root, cfg.data.direction, registry.get(cfg.method).paired,
+               cfg.method_cfg.crop_size, cfg.train.device)
+        if key not in checked:
+            checked[key] = len(preflight(cfg)[1])
+        sizes[cfg.method] = checked[key]
+    check_preset_for_cpu(args, plan, sizes)
+    if plan:
+        make_client(plan[0].tracking_uri)
     for name, reason in skipped:
         log.info("skipping %s: %s", name, reason)
     results = []
@@ -72,9 +175,16 @@ def cmd_run(args) -> int:
     with progress or _null():
         for cfg in plan:
             try:
-                results.append(run_one(cfg, resume=args.resume, progress=progress))
+                results.append(run_one(cfg, resume=args.resume, restart=args.restart, progress=progress))
             except KeyboardInterrupt:
                 raise
+            except RunFolderConflict as exc:
+                fixes = " or ".join(f"`{command_with(args, f)}`" for f in exc.fixes)
+                msg = f"{exc}" + (f". Command: {fixes}" if fixes else "")
+                log.error("%s/seed%d not run: %s", cfg.method, cfg.seed, msg)
+                results.append(_failed(cfg, RunFolderConflict(msg)))
+                if len(plan) == 1:
+                    raise RunFolderConflict(msg) from None
             except BenchError as exc:
                 log.error("%s/seed%d failed: %s", cfg.method, cfg.seed, exc)
                 results.append(_failed(cfg, exc))
@@ -86,7 +196,7 @@ def cmd_run(args) -> int:
                 log.debug("%s/seed%d traceback", cfg.method, cfg.seed, exc_info=True)
                 results.append(_failed(cfg, exc))
     _print_summary(results, skipped)
-    return 0 if all(r.status == "finished" for r in results) else 1
+    return 0 if all(r.ok for r in results) else 1
 
 
 def _failed(cfg, exc):
@@ -112,38 +222,78 @@ class _null:
         return False
 
 
-def _fmt(v, unavailable: bool = False) -> str:
-    if v is None:
+def metric_header(name: str) -> str:
+    """Column header with the unit from the catalogue: FID, KID×100, SWD ×1e3, PSNR dB, mIoU %."""
+    from bench.metrics import catalog
+
+    m = catalog.get(name)
+    return m.label if not m.unit or m.unit in m.label else f"{m.label} {m.unit}"
+
+
+def summary_metrics(results) -> list[str]:
+    """Every metric any run reported (computed or n/a), in catalogue order."""
+    from bench.metrics import catalog
+
+    seen = {k for r in results for k in (r.metrics.get("last") or {}) if k != "epoch"}
+    seen |= {k for r in results for k in r.unavailable}
+    return [m for m in catalog.CATALOG if m in seen]
+
+
+def _cell(name: str, value, unavailable: bool) -> str:
+    from bench.metrics import catalog
+
+    if value is None:
         return "n/a" if unavailable else "—"
-    return f"{v:.2f}" if isinstance(v, float) else str(v)
+    return catalog.get(name).format(float(value))
 
 
 def _print_summary(results, skipped) -> None:
-    """One row per run; skipped methods and unavailable metrics as grouped notes below (no wrapped cells)."""
+    """One row per run with every metric it computed (units in the headers), the selection metric at the best
+    epoch, and below the table each distinct reason for an n/a once, with the runs it applies to."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="bench run summary")
+    names = summary_metrics(results)
+    selected = next((r.selected_by for r in results if r.selected_by in names), None)
+    table = Table(title="bench run summary", caption="scores of the last checkpoint" + (
+        f"; best = the epoch with the best held-out {metric_header(selected)}" if selected else ""))
     table.add_column("method", no_wrap=True)
-    for col in ("seed", "status", "FID last", "FID best (epoch)", "KID×100 last", "time"):
-        table.add_column(col)
-    notes: dict[str, list[str]] = {}
+    table.add_column("seed", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for name in names:
+        table.add_column(metric_header(name), justify="right", no_wrap=True)
+    if selected:
+        table.add_column(f"{metric_header(selected)} best (epoch)", justify="right")
+    table.add_column("time", justify="right", no_wrap=True)
+    reasons: dict[str, dict[str, list[str]]] = {}  # reason -> {metric: [runs]}
     for r in results:
-        last, best = r.metrics.get("last", {}), r.metrics.get("best", {})
+        last, best = r.metrics.get("last") or {}, r.metrics.get("best") or {}
         na = r.unavailable
         for metric, reason in na.items():
-            notes.setdefault(f"{metric.upper()} n/a: {reason}", []).append(f"{r.method}/seed{r.seed}")
-        if best and best.get("fid") is not None:
-            best_txt = f"{_fmt(best['fid'])} ({best.get('epoch', '—')})"
-        else:
-            best_txt = _fmt(None, "fid" in na)
-        status = r.status if not r.error else f"{r.status}: {r.error[:60]}"
-        table.add_row(r.method, str(r.seed), status, _fmt(last.get("fid"), "fid" in na), best_txt,
-                      _fmt(last.get("kid"), "kid" in na), f"{r.seconds:.0f}s")
+            reasons.setdefault(reason, {}).setdefault(metric, []).append(f"{r.method}/seed{r.seed}")
+        cells = [_cell(n, last.get(n), n in na) for n in names]
+        if selected:
+            value = best.get(selected)
+            cells.append(f"{_cell(selected, value, selected in na)} ({best.get('epoch', '—')})" if value is not None
+                         else _cell(selected, None, selected in na))
+        status = r.status_text if not r.error else f"{r.status}: {r.error[:60]}"
+        table.add_row(r.method, str(r.seed), status, *cells, f"{r.seconds:.0f}s")
+    notes: dict[str, list[str]] = {}
     for name, reason in skipped:
-        table.add_row(name, "—", "skipped", "", "", "", "")
+        table.add_row(name, "—", "skipped", *([""] * (len(names) + bool(selected) + 1)))
         notes.setdefault(f"skipped: {reason.replace(name, 'the method')}", []).append(name)
     console = Console(stderr=False)
+    if not console.is_terminal:  # a log file or a pipe: as wide as the table needs (a terminal squeezes it)
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, console.options.update_width(400), table).maximum
+        console = Console(stderr=False, width=max(console.width, needed))
     console.print(table)
+    everyone = list(dict.fromkeys(f"{r.method}/seed{r.seed}" for r in results))
+    for reason, by_metric in reasons.items():
+        metrics = ", ".join(metric_header(m) for m in by_metric)
+        runs = [run for run in everyone if any(run in who for who in by_metric.values())]
+        who = "all runs" if len(everyone) > 1 and len(runs) == len(everyone) else ", ".join(runs)
+        console.print(f"{metrics} n/a: {reason} ({who})", markup=False, highlight=False, soft_wrap=True)
     for note, who in notes.items():
         console.print(f"{note} ({', '.join(who)})", markup=False, highlight=False, soft_wrap=True)

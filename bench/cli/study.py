@@ -41,7 +41,8 @@ def _add_spec_args(p: argparse.ArgumentParser, run: bool = True) -> None:
                    help="no MLflow runs for the study and its trials (Optuna storage only; training runs of real "
                         "methods still log their own)")
     if run:
-        p.add_argument("--out", default="runs", help="root of the trials' run folders (default: runs)")
+        p.add_argument("--out", "--output", dest="out", default="runs",
+                       help="root of the trials' run folders (default: runs)")
         p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps")
         p.add_argument("--data-root", default=None, help="dataset folder in its official layout")
         p.add_argument("--inception-weights", default=None, help="FID Inception weights file")
@@ -68,8 +69,8 @@ def add_subcommands(p: argparse.ArgumentParser) -> None:
     s.set_defaults(func=cmd_status)
     t = ss.add_parser("table", help="the ablation table (mean ± std over seeds)")
     _add_spec_args(t, run=False)
-    t.add_argument("--format", choices=("md", "latex", "csv"), default="md")
-    t.add_argument("--output", help="write to this file instead of stdout")
+    t.add_argument("--format", choices=("md", "latex", "csv"), default="md", help="output format (default: md)")
+    t.add_argument("--out", "--output", dest="output", help="write to this file instead of stdout")
     t.set_defaults(func=cmd_table)
     pl = ss.add_parser("plot", help="metric vs parameter (error bars), history, importances")
     _add_spec_args(pl, run=False)
@@ -80,33 +81,23 @@ def add_subcommands(p: argparse.ArgumentParser) -> None:
     sb.add_argument("--slurm", action="store_const", const="slurm", dest="cluster", help="submit to Slurm")
     sb.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit executor (default: auto)")
     sb.add_argument("--folder", default="results/studies/submitit/%j", help="submitit log folder (shared FS)")
-    sb.add_argument("--partition")
+    sb.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     sb.add_argument("--time", type=int, default=24 * 60, help="minutes per worker job")
-    sb.add_argument("--gpus-per-node", type=int, default=None)
-    sb.add_argument("--cpus-per-task", type=int, default=None)
-    sb.add_argument("--mem-gb", type=float, default=None)
+    sb.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per Slurm job")
+    sb.add_argument("--cpus-per-task", type=int, default=None, help="CPU cores per Slurm job")
+    sb.add_argument("--mem-gb", type=float, default=None, help="memory per Slurm job, in GB")
     sb.add_argument("--wait", action="store_true", help="wait for the jobs and write the table and plots")
     sb.set_defaults(func=cmd_submit)
 
 
-def _parse_set(items: list[str]) -> dict[str, str]:
-    """`--set key=value` items (bench.config's parser imports torch; status/table should not need it)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--set {item!r}: expected key=value (e.g. --set train.eval_every=5)")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _spec(args):
+    from bench.config import parse_set
     from bench.studies.spec import find_spec, load_spec
 
     if args.n_trials is not None and args.n_trials < 1:
         raise UsageError(f"--n-trials {args.n_trials}: the study's trial budget must be 1 or more")
     spec = load_spec(find_spec(args.spec))
-    return spec.with_options(preset=args.preset, dataset=args.dataset, overrides=_parse_set(args.overrides),
+    return spec.with_options(preset=args.preset, dataset=args.dataset, overrides=parse_set(args.overrides),
                              seeds=tuple(args.seeds) if args.seeds else None, n_trials=args.n_trials,
                              storage=args.storage)
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from bench.data.layout import domain_refs, expected_layout, header_problem, is_flat
 from bench.data.registry import DatasetSpec, get_spec
-from bench.data.roots import resolve_root
+from bench.data.roots import existing_root
 from bench.data.transforms import ImageRef, load_image
 from bench.errors import DataError
 
@@ -108,13 +108,13 @@ def count_images(spec: DatasetSpec, root: Path) -> tuple[list[CountRow], list[st
 
 def check_dataset(name: str, root: str | Path | None = None, *, decode: bool = True,
                   on_progress: Callable[[int, int], None] | None = None) -> CheckReport:
-    """Check layout and counts of dataset `name`; with `decode`, fully decode every image.
+    """Check layout and counts of dataset `name`; with `decode`, fully decode every image. Never writes.
 
     Problems (missing required split, empty or unreadable folder, undecodable image, an aligned file that is not
     an A|B pair of the spec's layout) make `report.ok` False; partial counts are reported but are not problems.
     """
     spec = get_spec(name)
-    path = resolve_root(name, root)
+    path = existing_root(name, root)  # a check reads: it never downloads or generates
     report = CheckReport(name=name, root=path, layout=expected_layout(spec))
     report.rows, report.problems, report.notes, refs = count_images(spec, path)
     unique = list(dict.fromkeys(r.path for r in refs))

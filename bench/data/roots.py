@@ -43,6 +43,33 @@ def find_root(name: str, root: str | Path | None = None) -> Path | None:
     return next((p for p in candidate_roots(name) if p.is_dir()), None)
 
 
+def existing_root(name: str, root: str | Path | None = None) -> Path:
+    """The folder of dataset `name` as it is on disk: `root` > $BENCH_DATA_ROOT/<name> > the cache.
+
+    Never writes (`bench data check` reads through this); a missing folder raises DataError naming where it
+    looked and how to get the dataset.
+    """
+    spec = get_spec(name)
+    if spec.layout == "generated":
+        how = f"it is generated on first use by `bench run --dataset {name}` or `bench data get {name}`"
+    elif spec.downloadable:
+        how = f"run `bench data get {name}`"
+    else:
+        how = f"see `bench data get {name}` for how to prepare it"
+    if root is not None:
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            what = "is a file, not a folder" if path.exists() else "does not exist"
+            raise DataError(f"data root {path} for dataset {name!r} {what}; check --data-root"
+                            + (f" ({how})" if spec.layout == "generated" and not path.exists() else ""))
+        return path
+    found = find_root(name)
+    if found is None:
+        where = " or ".join(str(p) for p in candidate_roots(name))
+        raise DataError(f"dataset {name!r} not found at {where}; {how} or pass --data-root")
+    return found
+
+
 def resolve_root(name: str, root: str | Path | None = None) -> Path:
     """The folder of dataset `name`: `root` > $BENCH_DATA_ROOT/<name> > $BENCH_CACHE_DIR/datasets/<name>.
 
@@ -50,20 +77,7 @@ def resolve_root(name: str, root: str | Path | None = None) -> Path:
     DataError naming where it looked and how to get it.
     """
     spec = get_spec(name)
-    if root is not None:
-        path = Path(root).expanduser()
-        if spec.layout == "generated":
-            return ensure_toy(path)
-        if not path.is_dir():
-            what = "is a file, not a folder" if path.exists() else "does not exist"
-            raise DataError(f"data root {path} for dataset {name!r} {what}; check --data-root")
-        return path
-    found = find_root(name)
     if spec.layout == "generated":  # generated into the cache unless a copy exists elsewhere
-        return ensure_toy(found or cache_dir() / "datasets" / name)
-    if found is None:
-        where = " or ".join(str(p) for p in candidate_roots(name))
-        how = (f"see `bench data get {name}` for how to prepare it" if not spec.downloadable
-               else f"run `bench data get {name}`")
-        raise DataError(f"dataset {name!r} not found at {where}; {how} or pass --data-root")
-    return found
+        target = Path(root).expanduser() if root is not None else find_root(name) or cache_dir() / "datasets" / name
+        return ensure_toy(target)
+    return existing_root(name, root)

@@ -7,14 +7,28 @@
 Every result is a `MetricResult` carrying its protocol fingerprint; a metric that cannot be computed (missing
 weights) has `value=None` and says why in `unavailable`. What each metric is (direction, unit, label) is
 written once, in `bench.metrics.catalog`. Protocols: reference/methods.md §3 and DESIGN.md §5.
+
+The names below are imported on first use, so reading the catalogue (`from bench.metrics import catalog`)
+does not import torch.
 """
 
-from bench.metrics.catalog import CATALOG, Metric
-from bench.metrics.evaluate import METRICS, evaluate
-from bench.metrics.lpips_diversity import lpips_diversity
-from bench.metrics.paired import paired_scores
-from bench.metrics.result import MetricResult
-from bench.metrics.segmentation import segmentation_scores
+from __future__ import annotations
 
-__all__ = ["CATALOG", "METRICS", "Metric", "MetricResult", "evaluate", "lpips_diversity", "paired_scores",
-           "segmentation_scores"]
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it
+_EXPORTS = {"CATALOG": "bench.metrics.catalog", "Metric": "bench.metrics.catalog",
+            "METRICS": "bench.metrics.evaluate", "evaluate": "bench.metrics.evaluate",
+            "lpips_diversity": "bench.metrics.lpips_diversity", "paired_scores": "bench.metrics.paired",
+            "MetricResult": "bench.metrics.result", "segmentation_scores": "bench.metrics.segmentation"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bench.metrics' has no attribute {name!r}")

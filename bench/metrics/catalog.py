@@ -131,6 +131,23 @@ def names(*, kind: str | Iterable[str] | None = None, scope: str | Iterable[str]
                  and (scored is None or m.scored == scored) and (eval_time is None or m.eval_time == eval_time))
 
 
+def scored(*, aligned: bool, dataset: Iterable[str] = (), method: Iterable[str] = ()) -> tuple[str, ...]:
+    """The metrics a run scores, by each metric's scope, in catalogue order.
+
+    Args:
+        aligned: the data has ground truth for each input (`DatasetSpec.aligned`): scope "aligned" metrics.
+        dataset: the scope-"dataset" metrics the dataset lists for the run's direction (`DatasetSpec.eval_metrics`).
+        method: the scope-"method" metrics the method supports (`Method.extra_metrics`).
+    """
+    listed = {"dataset": set(dataset), "method": set(method)}
+    for scope, names_ in listed.items():
+        wrong = sorted(n for n in names_ if n not in CATALOG or CATALOG[n].scope != scope)
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: not catalogue metrics of scope {scope!r}")
+    return tuple(m.name for m in CATALOG.values()
+                 if m.scope == "always" or (m.scope == "aligned" and aligned) or m.name in listed.get(m.scope, ()))
+
+
 def parse_metrics(text: str | Sequence[str], *, flag: str = "--metric", scored_only: bool = False) -> list[str]:
     """`fid,kid`, `['fid', 'kid']` or `['fid,kid', 'ssim']` -> validated names, in order, without repeats."""
     items = text.split(",") if isinstance(text, str) else [p for t in text for p in str(t).split(",")]

@@ -2,8 +2,8 @@
 
 Pipeline: images -> features (cached) -> statistics -> metric. An extractor takes uint8 (B,3,H,W) and returns
 named float features; `inception-v3-fid` is pytorch-fid 0.3.0's `InceptionV3([3])` (2048-d pool3) loaded from
-the weights file that `resolve_inception_weights` finds. Features of a set of images are cached under
-`<cache>/features/<key>.pt`, key = sha256 of (implementation version, extractor, protocol, weights sha256,
+the weights file that `resolve_inception_weights` finds (through bench.weights, the one weights finder, verifier and
+loader). Features of a set of images are cached under `<cache>/features/<key>.pt`, key = sha256 of (implementation version, extractor, protocol, weights sha256,
 the images' content hashes in order), written atomically and read back with `weights_only=True`.
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -24,7 +22,8 @@ from torch import nn
 
 from bench.errors import CheckpointError, DownloadError, MetricUnavailable, UsageError, closest
 from bench.metrics.images import ImageSet, uniform_chunks
-from bench.metrics.protocol import IMPL_VERSION, Protocol, cache_root, digest, weights_sha256
+from bench.metrics.protocol import IMPL_VERSION, Protocol, cache_root, digest
+from bench.weights import WeightsFile, WeightsSpec, find, hub_path, load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +35,17 @@ FC_KEYS = frozenset({"fc.weight", "fc.bias"})
 
 
 # ------------------------------------------------------------------------------------------ weights
-@dataclass(frozen=True)
-class WeightsFile:
-    """A resolved weights file and where it came from."""
-
-    path: Path
-    sha256: str
-    source: str
-
-    def __str__(self) -> str:
-        return f"{self.path} (sha256 {self.sha256[:16]}..., from {self.source})"
+#: Where the FID Inception weights are looked for (bench.weights finds, verifies and loads them). Files named by
+#: flag or variable are not held to the hash: the pool3-only trunk is valid too, and every fingerprint has the sha256.
+INCEPTION = WeightsSpec("the FID Inception weights", filename=INCEPTION_FILENAME, sha256_prefix=INCEPTION_SHA256_PREFIX,
+                        flag="--inception-weights", env=INCEPTION_ENV, verify_named=False,
+                        hint=f"the FID Inception weights, e.g. {INCEPTION_FILENAME} or the pool3-only "
+                             "pt_inception-2015-12-05-nofc.pth")
 
 
 def hub_inception_path() -> Path:
     """Where pytorch-fid's download lands: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILENAME
+    return hub_path(INCEPTION_FILENAME)
 
 
 def download_inception_weights(dst: Path, url: str | None = None, sha256_prefix: str = INCEPTION_SHA256_PREFIX) -> Path:
@@ -68,41 +63,41 @@ def download_inception_weights(dst: Path, url: str | None = None, sha256_prefix:
     return dst
 
 
+#: Downloads that failed in this process, by target file: the weights are fetched at most once per process
+#: (a run evaluates every few epochs, and `--methods all` runs many: offline, each retry cost a timeout and a
+#: warning).
+_FAILED_DOWNLOADS: dict[str, str] = {}
+
+
+def _download_once(dst: Path) -> Path:
+    """pytorch-fid's download into `dst`, tried at most once per process (a failure is remembered and repeated)."""
+    if str(dst) in _FAILED_DOWNLOADS:
+        raise DownloadError(_FAILED_DOWNLOADS[str(dst)])
+    try:
+        return download_inception_weights(dst)
+    except DownloadError as exc:
+        _FAILED_DOWNLOADS[str(dst)] = str(exc)
+        raise
+
+
 def resolve_inception_weights(explicit: str | Path | None = None, *, download: bool = True,
                               cache_dir: str | Path | None = None) -> WeightsFile:
     """Find the FID Inception weights: argument, then $BENCH_INCEPTION_WEIGHTS, then the torch hub cache, then
     pytorch-fid's download. A named file that does not exist is a UsageError; nothing found is MetricUnavailable."""
-    for value, source in ((explicit, "--inception-weights"), (os.environ.get(INCEPTION_ENV), f"${INCEPTION_ENV}")):
-        if value:
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise UsageError(f"{source}={value}: no such file (the FID Inception weights, e.g. "
-                                 f"{INCEPTION_FILENAME} or the pool3-only pt_inception-2015-12-05-nofc.pth)")
-            return WeightsFile(path, weights_sha256(path, cache_dir), source)
-    hub = hub_inception_path()
-    if hub.is_file():
-        return WeightsFile(hub, weights_sha256(hub, cache_dir), "torch hub cache")
-    hint = (f"pass --inception-weights FILE, set ${INCEPTION_ENV}, or place {INCEPTION_FILENAME} in {hub.parent}")
-    if not download:
-        raise MetricUnavailable(f"no FID Inception weights found; {hint}")
+    hint = (f"pass --inception-weights FILE, set ${INCEPTION_ENV}, or place {INCEPTION_FILENAME} in "
+            f"{hub_inception_path().parent}")
     try:
-        path = download_inception_weights(hub)
+        found = find(INCEPTION, explicit, cache_dir=cache_dir, download=_download_once if download else None)
     except DownloadError as exc:
         raise MetricUnavailable(f"{exc}; offline? {hint}") from None
-    return WeightsFile(path, weights_sha256(path, cache_dir), "pytorch-fid download")
+    if found is None:
+        raise MetricUnavailable(f"no FID Inception weights found; {hint}")
+    return found
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from a weights file (weights_only); CheckpointError naming the file otherwise."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code, not a torch file
-        raise CheckpointError(f"{path}: cannot load weights ({type(exc).__name__}: {exc})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    """A plain state dict from a weights file (bench.weights.load_state_dict)."""
+    return load_state_dict(path)
 
 
 # ------------------------------------------------------------------------------------------ extractors

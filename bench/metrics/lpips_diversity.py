@@ -43,8 +43,10 @@ def trunk_weights_file(net: str) -> Path:
     """Where torchvision keeps the ImageNet weights that lpips' `net` trunk loads."""
     from torchvision import models
 
+    from bench.weights import hub_path
+
     weights = getattr(models, _TV_WEIGHTS[net][1]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return hub_path(Path(weights.url).name)
 
 
 def linear_weights_file(net: str, version: str) -> Path:

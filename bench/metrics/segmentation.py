@@ -19,7 +19,6 @@ fingerprint) and one resolution: CUT's own DRN-D-22 (trained at 256x128) is unre
 from __future__ import annotations
 
 import logging
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,10 +29,10 @@ from PIL import Image
 
 from bench.errors import CheckpointError, UsageError
 from bench.metrics.drn import ARCHS, DRNSeg, bilinear_up_weights
-from bench.metrics.features import load_state
 from bench.metrics.images import ImageInput, LoadOptions, load_images, match_pairs
 from bench.metrics.protocol import fingerprint, weights_sha256
 from bench.metrics.result import MetricResult
+from bench.weights import WeightsSpec, find, load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +81,21 @@ def scores_from_confusion(hist: np.ndarray) -> dict[str, Any]:
             "iou": 100 * iou}
 
 
+#: The Cityscapes DRN checkpoint: only ever named by the user (no known hash, no download, not in the hub cache).
+DRN_WEIGHTS = WeightsSpec("a Cityscapes DRN checkpoint", flag="--seg-weights", env=SEG_WEIGHTS_ENV,
+                          hint="a Cityscapes DRN checkpoint, e.g. drn_d_22_cityscapes.pth")
+
+
 def resolve_seg_weights(weights: str | Path | None) -> Path | None:
     """The DRN weights file: the argument, else $BENCH_SEG_WEIGHTS; None when neither is given."""
-    for value, source in ((weights, "--seg-weights"), (os.environ.get(SEG_WEIGHTS_ENV), f"${SEG_WEIGHTS_ENV}")):
-        if value:
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise UsageError(f"{source}={value}: no such file (a Cityscapes DRN checkpoint, "
-                                 "e.g. drn_d_22_cityscapes.pth)")
-            return path
-    return None
+    found = find(DRN_WEIGHTS, weights)
+    return None if found is None else found.path
 
 
 @lru_cache(maxsize=1)
 def load_drn(path: Path, sha256: str, arch: str, device: str) -> DRNSeg:
     """A DRNSeg with the checkpoint's weights (keys checked; `up` filled bilinearly if absent)."""
-    state = load_state(path)
+    state = load_state_dict(path)
     model = DRNSeg(arch, NUM_CLASSES)
     expected = model.state_dict()
     if "up.weight" not in state:  # it is fixed, some exports drop it

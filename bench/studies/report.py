@@ -115,7 +115,7 @@ def published_value(published, spec: StudySpec, params: dict[str, Any], dataset:
     method, dataset, overrides = spec.resolve({**params, "dataset": dataset} if spec.param("dataset") else params)
     from bench.published import parse_setting
 
-    ours = {k.partition(".")[2] if k.startswith("method.") else k: str(v) for k, v in overrides.items()}
+    ours = parse_setting(overrides)
     rows = published[(published.method == method) & (published.dataset == dataset) & (published.metric == metric)]
     for setting, value in zip(rows.setting, rows.value):
         if all(ours.get(k) == v for k, v in parse_setting(setting).items()):

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from bench.errors import BenchError, ConfigError, UsageError
-from bench.studies.spec import StudySpec, TEST_METHODS
+from bench.studies.objectives import get_objective, is_objective
+from bench.studies.spec import StudySpec
 from bench.studies.report import SEED_METRICS_ATTR
 from bench.studies.storage import OWNER_ATTR, StudyStorage, default_storage, open_storage, owner_record
 
@@ -270,13 +271,14 @@ def _probe_values(p) -> list[Any]:
 def validate_points(spec: StudySpec, opts: RunOptions) -> None:
     """Resolve the fixed overrides and every value the search space can give (`probe_points`) into run configs
     now, against the method's config, so a typo fails before the first trial."""
-    if spec.method in TEST_METHODS:
+    if is_objective(spec.method):
         return
     from bench.runner import build_run_config, method_fits
 
     for params in probe_points(spec):
         method, dataset, overrides = spec.resolve(params)
-        if method in TEST_METHODS:
+        if is_objective(method):
+            get_objective(method)
             continue
         try:
             build_run_config(method, dataset, spec.seeds[0], spec.preset, overrides, data_root=opts.data_root,
@@ -422,14 +424,13 @@ def run_trial(trial, spec: StudySpec, opts: RunOptions, parent_run_id: str | Non
 
 def _steps_per_seed(spec: StudySpec, method: str, overrides: Mapping[str, Any]) -> int:
     """Epochs of one seed's run: seeds report on consecutive step ranges, so the pruner compares like with like."""
-    if method in TEST_METHODS:
-        return int(overrides.get("epochs", 3))
+    if is_objective(method):
+        return get_objective(method).steps(overrides)
     import methods
+    from bench.config import split_overrides
 
     cls = methods.get(method)
-    method_over = {k.partition(".")[2] if k.startswith("method.") else k: v for k, v in overrides.items()
-                   if "." not in k or k.startswith("method.")}
-    return cls.make_config(spec.preset, method_over).total_epochs
+    return cls.make_config(spec.preset, split_overrides(overrides, cls.Config)[0]).total_epochs
 
 
 def objective_values(spec: StudySpec, seed_metrics: Mapping[str, Any]) -> list[float]:
@@ -454,8 +455,8 @@ def run_seed(spec: StudySpec, opts: RunOptions, method: str, dataset: str, seed:
              params: Mapping[str, Any], number: int, origin: int, trial_run_id: str | None,
              on_eval: Callable[[int, Mapping[str, float]], None]) -> dict[str, Any]:
     """Train and score one seed of a trial; returns {"last": {...}, "best": {...}, "run_dir": ...}."""
-    if method in TEST_METHODS:
-        return _quadratic(seed, overrides, number, on_eval)
+    if is_objective(method):
+        return get_objective(method).run(seed, overrides, number, on_eval)
     from bench.runner import build_run_config, run_one
 
     cfg = build_run_config(method, dataset, seed, spec.preset, overrides, data_root=opts.data_root, out=opts.out,
@@ -470,45 +471,6 @@ def run_seed(spec: StudySpec, opts: RunOptions, method: str, dataset: str, seed:
     if res.status != "finished":
         raise BenchError(f"trial {number} seed {seed}: run {res.run_dir} {res.status}: {res.error}")
     return {**res.metrics, "run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id}
-
-
-def _quadratic(seed: int, overrides: Mapping[str, Any], number: int,
-               on_eval: Callable[[int, Mapping[str, float]], None]) -> dict[str, Any]:
-    """Test-only objective: a smooth function of the numeric parameters, with eval reports, no training.
-
-    Options: `epochs` (reports), `sleep` (seconds per epoch), `fail` (raise), `marker_dir` (one file per
-    execution, so tests can count how often each point ran), `wait_for_workers` (block until that many
-    processes have written markers: proves the workers really ran concurrently).
-    """
-    ignore = {"epochs", "sleep", "fail", "marker_dir", "wait_for_workers", "train.select_metric"}
-    value = 0.0
-    for key, v in sorted(overrides.items()):
-        if key in ignore or "." in key:
-            continue
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            value += (float(v) - 1.0) ** 2
-        else:
-            value += len(str(v)) / 10.0
-    value += 0.01 * seed
-    if overrides.get("marker_dir"):
-        marker = Path(str(overrides["marker_dir"])) / f"{os.getpid()}-{number}-{seed}-{time.time_ns()}.json"
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"trial": number, "seed": seed, "pid": os.getpid(),
-                                      "params": {k: v for k, v in overrides.items() if k not in ignore}},
-                                     default=str))
-        need, deadline = int(overrides.get("wait_for_workers", 0)), time.monotonic() + 120
-        while len({p.name.split("-")[0] for p in marker.parent.glob("*.json")}) < need:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"_quadratic: fewer than {need} workers showed up within 120 s")
-            time.sleep(0.2)
-    epochs = int(overrides.get("epochs", 3))
-    for epoch in range(1, epochs + 1):
-        time.sleep(float(overrides.get("sleep", 0.0)))
-        on_eval(epoch, {"fid": value * (1.0 + 1.0 / epoch)})
-    if str(overrides.get("fail", "")).lower() in ("1", "true", "yes"):
-        raise RuntimeError("_quadratic asked to fail")
-    scores = {"fid": value, "kid": value / 10.0}
-    return {"last": {**scores, "epoch": epochs}, "best": {**scores, "epoch": epochs}}
 
 
 # ------------------------------------------------------------------------------------------ workers
@@ -773,7 +735,7 @@ def submit(spec: StudySpec, opts: RunOptions, *, n_workers: int, folder: str, cl
     try:
         import submitit
     except ImportError as exc:
-        raise UsageError("bench study submit needs submitit: pip install 'bench[slurm]'") from exc
+        raise UsageError("bench study submit needs submitit: pip install 'i2i-bench[slurm]'") from exc
     handle = open_handle(spec)
     if handle.kind == "journal":
         log.warning("journal storage %s: every node must see the same file (shared filesystem); for many "

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping
 from bench.errors import ConfigError, UsageError, closest
 from bench.metrics import catalog
 from bench.seeding import MAX_SEED
+from bench.studies.objectives import get_objective, is_objective
 
 PARAM_KINDS = ("categorical", "int", "float", "variant")
 SAMPLERS = ("grid", "tpe", "random")
@@ -35,8 +36,6 @@ SELECTS = ("last", "best")
 RUN_KEYS = ("method", "dataset")
 # Metrics the training loop can score at evaluation epochs (`Evaluator.quick`), hence prune on.
 EVAL_TIME_METRICS = catalog.names(eval_time=True)
-# A test-only objective (fast, no training) used by the study machinery's own tests.
-TEST_METHODS = ("_quadratic",)
 
 
 Scalar = str | int | float | bool | None
@@ -424,8 +423,11 @@ def _validate_spec(spec: StudySpec, where: str) -> None:
         value = getattr(spec, attr)
         if value is not None and value not in names:
             raise ConfigError(f"{where}: plot.{attr[5:]}={value!r} is not a search_space parameter{closest(value, names)}")
-    if spec.method.startswith("_") and spec.method not in TEST_METHODS:
-        raise ConfigError(f"{where}: method {spec.method!r}: names starting with '_' are reserved for tests")
+    if is_objective(spec.method):
+        try:
+            get_objective(spec.method)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def _parse_param(name: str, raw: Any, where: str) -> Param:
@@ -493,12 +495,18 @@ def _parse_when(raw: Any, where: str, key: str) -> tuple[tuple[str, tuple[Scalar
     return tuple(out)
 
 
-def _parse_objective(raw: Any, where: str) -> ObjectiveSpec:
+def _section(raw: Any, where: str, name: str, shorthand: str, keys, example: str) -> Mapping[str, Any]:
+    """A spec section as a mapping with known keys; a plain string is shorthand for `{shorthand: value}`."""
     if isinstance(raw, str):
-        raw = {"metric": raw}
+        raw = {shorthand: raw}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: objective must be a mapping, e.g. {{metric: fid, direction: minimize}}")
-    _check_keys(raw, _OBJECTIVE_KEYS, where, "objective.")
+        raise ConfigError(f"{where}: {name} must be a mapping, e.g. {example}")
+    _check_keys(raw, keys, where, f"{name}.")
+    return raw
+
+
+def _parse_objective(raw: Any, where: str) -> ObjectiveSpec:
+    raw = _section(raw, where, "objective", "metric", _OBJECTIVE_KEYS, "{metric: fid, direction: minimize}")
     metrics = raw.get("metrics", raw.get("metric", "fid"))
     metrics = tuple(str(m) for m in (metrics if isinstance(metrics, list) else [metrics]))
     if not metrics:
@@ -524,11 +532,7 @@ def _parse_objective(raw: Any, where: str) -> ObjectiveSpec:
 
 
 def _parse_sampler(raw: Any, where: str) -> SamplerSpec:
-    if isinstance(raw, str):
-        raw = {"type": raw}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: sampler must be a mapping, e.g. {{type: tpe, seed: 0}}")
-    _check_keys(raw, _SAMPLER_KEYS, where, "sampler.")
+    raw = _section(raw, where, "sampler", "type", _SAMPLER_KEYS, "{type: tpe, seed: 0}")
     kind = raw.get("type", "tpe")
     if kind not in SAMPLERS:
         raise ConfigError(f"{where}: sampler.type={kind!r} is not one of {list(SAMPLERS)}{closest(str(kind), SAMPLERS)}")
@@ -541,13 +545,8 @@ def _parse_sampler(raw: Any, where: str) -> SamplerSpec:
 
 
 def _parse_pruner(raw: Any, where: str) -> PrunerSpec:
-    if isinstance(raw, str):
-        raw = {"type": raw}
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: pruner must be a mapping, e.g. {{type: median, n_warmup_steps: 2}}")
-    _check_keys(raw, _PRUNER_KEYS, where, "pruner.")
+    raw = _section({} if raw is None else raw, where, "pruner", "type", _PRUNER_KEYS,
+                   "{type: median, n_warmup_steps: 2}")
     kind = raw.get("type", "none")
     if kind not in PRUNERS:
         raise ConfigError(f"{where}: pruner.type={kind!r} is not one of {list(PRUNERS)}{closest(str(kind), PRUNERS)}")

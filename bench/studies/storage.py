@@ -267,7 +267,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 30, grace_period: int = 
                                              grace_period=grace_period, heartbeat_stale_trial_callback=handler)
         except ModuleNotFoundError as exc:
             raise UsageError(f"storage {redact(url)}: its database driver is not installed ({exc.name}); "
-                             "pip install 'bench[postgres]' (psycopg) or the driver for your database") from exc
+                             "pip install 'i2i-bench[postgres]' (psycopg) or the driver for your database") from exc
         except Exception as exc:
             raise UsageError(f"cannot open study storage {redact(url)}: {str(exc).splitlines()[0]}; check the URL, "
                              "that the server runs and the database exists") from exc

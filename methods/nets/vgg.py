@@ -4,7 +4,7 @@ Keys follow F-LSeSim's `VGG16` wrapper (`relu3_1.10.weight`: slice name + torchv
 so its layer indices (relu1_1 = 0 ... relu5_3 = 12, `--attn_layers 4,7,9`) mean the same here.
 The weights are never downloaded here: they are read from an explicit path or from
 `$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth` (where torchvision caches them) and verified by the
-sha256 prefix in their file name.
+sha256 prefix in their file name (bench.weights verifies and loads them).
 
 Official quirk: the slice F-LSeSim calls `relu4_1` holds torchvision indices 16-17 (pool, conv4_1); the ReLU at
 18 opens `relu4_2`. Because torchvision's ReLUs are in-place, running `relu4_2` rectifies the stored `relu4_1`
@@ -15,7 +15,6 @@ Follows lyndonzheng/F-LSeSim@6ca7883:models/losses.py VGG16.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +23,8 @@ import torch
 from torch import nn
 
 from bench.errors import CheckpointError
+from bench.metrics.protocol import sha256_file  # noqa: F401  (re-exported: a file's plain sha256)
+from bench.weights import WeightsSpec, hub_path, load_state_dict, verify
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,14 @@ def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) * 0.5 - mean) / std
 
 
+#: torchvision's ImageNet VGG16 (bench.weights finds, verifies and loads it; nothing is downloaded here).
+VGG16_WEIGHTS = WeightsSpec(f"torchvision's {VGG16_FILE}", filename=VGG16_FILE, sha256_prefix=VGG16_SHA256_PREFIX,
+                            flag="vgg_weights")
+
+
 def torchvision_cache_path() -> Path:
     """Where torchvision caches the ImageNet VGG16 weights: $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    return hub_path(VGG16_FILE)
 
 
 def from_torchvision_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -132,30 +138,14 @@ def from_torchvision_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_vgg16_weights(net: VGG16Features, path: Path, sha256_prefix: str = VGG16_SHA256_PREFIX) -> str:
     """Verify and load torchvision ImageNet VGG16 weights into `net`; returns a description with the sha256.
 
     Raises CheckpointError naming the file when the hash or the keys do not match.
     """
     path = Path(path)
-    digest = sha256_file(path)
-    if not digest.startswith(sha256_prefix):
-        raise CheckpointError(f"{path}: sha256 {digest[:16]}... does not start with {sha256_prefix}; "
-                              f"the file is not torchvision's {VGG16_FILE} (corrupt or a different model), replace it")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or non-torch file
-        raise CheckpointError(f"{path}: cannot be read as a torch state dict ({exc}); replace it") from exc
-    mapped = from_torchvision_state(state)
+    digest = verify(path, sha256_prefix, VGG16_WEIGHTS.what)
+    mapped = from_torchvision_state(load_state_dict(path))
     try:
         net.load_state_dict(mapped, strict=True)
     except RuntimeError as exc:

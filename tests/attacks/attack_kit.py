@@ -101,11 +101,18 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
+#: Records a resume attempt rewrites by design: the failure it ends with, and where the run is tracked now (each
+#: test's copy of a run lives in its own folder, so its tracking URI differs from the template's).
+ATTEMPT_RECORDS = ("error.txt", "tracking.json")
+
+
 def assert_intact(before: dict[str, str], root: Path, *, allow_changed: tuple[str, ...] = ()) -> None:
-    """Every file of `before` still exists with the same bytes (paths in `allow_changed` may differ)."""
+    """Every file of `before` still exists with the same bytes (paths in `allow_changed` may differ, and the
+    `ATTEMPT_RECORDS` of a run folder)."""
     now = snapshot(root)
     lost = [p for p in before if p not in now]
-    changed = [p for p in before if p in now and now[p] != before[p] and p not in allow_changed]
+    changed = [p for p in before if p in now and now[p] != before[p] and p not in allow_changed
+               and Path(p).name not in ATTEMPT_RECORDS]
     assert not lost and not changed, f"lost: {lost}; changed: {changed}"
 
 
