@@ -4,7 +4,6 @@ run, with the best epoch being the last, with mixed image sizes."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import mlflow
 import numpy as np

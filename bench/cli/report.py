@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--n-images", type=int, default=4, help="test inputs (rows) in the image grid (default: 4)")
     p.add_argument("--spread", action="store_true",
                    help="with --dataset: also re-score the saved images for the protocol-spread column")
-    p.add_argument("--out", default=None, metavar="FILE",
+    p.add_argument("--out", "--output", dest="out", default=None, metavar="FILE",
                    help="the HTML file (default: results/reports/<dataset or paper_table>.html)")
     p.set_defaults(func=cmd_report)
 

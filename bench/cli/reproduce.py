@@ -33,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra setting for every run, as in bench run (changes what the verdict compares)")
     p.add_argument("--data-root", help="the dataset's folder (with one --datasets NAME)")
-    p.add_argument("--out", default="runs", help="root of the run folders (default: runs, as bench run)")
+    p.add_argument("--out", "--output", dest="out", default="runs", help="root of the run folders (default: runs, as bench run)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
