@@ -111,7 +111,10 @@ def score(real, fake, metrics: list[str], *, labels=None, seg_weights=None, seg_
           inception_weights=None, cache_dir=None, cache=None, context=None, kid_subsets=50, kid_subset_size=None,
           allow_mixed_sizes=False, convert_rgb=False) -> dict[str, Any]:
     """Compute `metrics` with the right entry point each; results keyed by metric name."""
-    from bench.metrics import METRICS, evaluate, segmentation_scores
+    # From the defining modules: once bench.metrics.evaluate is imported, the package attribute `evaluate` is
+    # that submodule, not the function (`from bench.metrics import evaluate` then gets a module).
+    from bench.metrics.evaluate import METRICS, evaluate
+    from bench.metrics.segmentation import segmentation_scores
     from bench.metrics.evaluate import check_metric_names
 
     seg = [m for m in metrics if METRICS.get(m) is not None and METRICS[m].kind == "segmentation"]

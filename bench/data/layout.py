@@ -150,7 +150,7 @@ def header_problem(path: str, pair_aspect: float | None = None) -> str | None:
             w, h = im.size
             mode = im.mode
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"cannot read image {path} ({exc}); replace or delete the file"
+        return f"cannot decode image {path} ({exc}); replace or delete the file"
     if mode == "F":
         return (f"image {path} holds floating-point pixels (PIL mode F): bench cannot tell their scale; convert it "
                 "to an 8-bit RGB image")
