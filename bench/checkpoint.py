@@ -112,7 +112,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 #: What to do about an unusable checkpoint.
-RESTORE_HINT = "restore a good copy of it, or move the run folder aside and run again"
+RESTORE_HINT = "restore a good copy of it, or start over with --restart (moves the run folder aside, deletes nothing)"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *,

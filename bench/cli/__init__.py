@@ -36,6 +36,7 @@ def setup_logging(verbose: bool) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)], force=True)
+    logging.captureWarnings(True)  # library warnings (matplotlib, optuna) go to the log, not stderr
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -90,9 +90,22 @@ def add_subcommands(p: argparse.ArgumentParser) -> None:
     sb.set_defaults(func=cmd_submit)
 
 
+def _route_library_logs() -> None:
+    """Optuna logs to stderr through its own handler ('[I ...] A new study created'): send it through bench's
+    log instead (stdout), at WARNING unless -v, so stderr carries only bench's one-line error."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def _spec(args):
     from bench.config import parse_set
     from bench.studies.spec import find_spec, load_spec
+
+    _route_library_logs()
 
     if args.n_trials is not None and args.n_trials < 1:
         raise UsageError(f"--n-trials {args.n_trials}: the study's trial budget must be 1 or more")

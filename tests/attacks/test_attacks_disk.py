@@ -133,15 +133,16 @@ def test_a_real_full_tmpfs(tmp_path):
     argv = [sys.executable, "-m", "bench.cli", *tiny_run_argv(out=str(out))]
     argv[argv.index("--tracking-uri") + 1] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     script = (f"mount -t tmpfs -o size=64k tmpfs {out} && cd {tmp_path} && "
-              + " ".join(f"'{a}'" for a in argv) + f"; rc=$?; ls -la {out}/toy/cut/seed0 >&2 || true; "
+              + " ".join(f"'{a}'" for a in argv) + f"; rc=$?; "
               f"cat {out}/toy/cut/seed0/error.txt > {tmp_path}/error_copy.txt 2>/dev/null; exit $rc")
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "BENCH_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
                           capture_output=True, text=True, env=env, timeout=300)
-    bench_lines = [line for line in proc.stderr.splitlines() if line.startswith("bench: ")]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout[-3000:]
-    assert len(bench_lines) == 1 and "no space left" in bench_lines[0].lower(), proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("bench: error: "), proc.stderr[-3000:]
+    assert "no space left" in lines[0].lower(), lines[0]
     copy = tmp_path / "error_copy.txt"
     if copy.exists() and copy.stat().st_size:
         assert "no space left" in copy.read_text().lower()
