@@ -49,12 +49,15 @@ class EvalData:
 
 
 def load_eval_data(cfg: RunConfig, direction: str | None = None) -> EvalData:
-    """Source and target test images after the dataset's direction, resized to the method's crop size."""
+    """Source and target test images after the dataset's direction, preprocessed like the method's official
+    test loader (resize filter and aspect rule, size, centre crop: MethodConfig.test_resize), which treats
+    both domains alike (so aligned ground truth stays aligned with its input)."""
     from bench.data import get_spec, load_domain
 
     spec = get_spec(cfg.dataset)
-    size = cfg.method_cfg.crop_size
-    kw = dict(root=cfg.data.root, direction=direction or cfg.data.direction, size=size)
+    size, crop = cfg.method_cfg.test_resize
+    kw = dict(root=cfg.data.root, direction=direction or cfg.data.direction, size=size, crop=crop,
+              pipeline=cfg.method_cfg.pipeline)
     return EvalData(load_domain(cfg.dataset, "test", "A", **kw), load_domain(cfg.dataset, "test", "B", **kw),
                     aligned=bool(spec.aligned))
 
@@ -140,8 +143,12 @@ class Evaluator:
             save_png(to_uint8(item["image"][None])[0], self.reference_dir / f"{Path(item['path']).stem}.png")
 
     def _context(self) -> dict[str, Any]:
+        mc = self.cfg.method_cfg
+        size, crop = mc.test_resize
         return {"dataset": self.cfg.dataset, "direction": self.cfg.data.direction or "default",
-                "translation": self.direction, "reference_split": "test", "image_size": self.cfg.method_cfg.crop_size,
+                "translation": self.direction, "reference_split": "test", "image_size": crop or size,
+                "test_resize": f"{mc.resize_filter} {mc.resize_aspect} {size}"
+                               + (f", centre crop {crop}" if crop else ""),
                 "fake_format": "png (uint8, floor as tensor2im)"}
 
     def _metrics_kwargs(self) -> dict[str, Any]:
@@ -269,7 +276,8 @@ class Evaluator:
         for m in kinds.get("diversity", ()):  # several samples per input: Method.sample_z
             results[m] = self._lpips(method)
         for m in kinds.get("reconstruction", ()):  # B from A and E(B): Method.reconstruct
-            results[m] = self._recon(method)
+            # e.g. BicycleGAN maps tested at 512 px, which its 256-px encoder cannot read: unavailable, with why.
+            results[m] = self._guarded(lambda: {m: self._recon(method)}, [m])[m]
         results = {m: results[m] for m in names if m in results}
         return {"metrics": {k: v.to_dict() for k, v in results.items()}, "n_test": n, "fake_dir": str(fake_dir),
                 "test_set": test_set}

@@ -20,7 +20,6 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 from bench.errors import BenchError, UsageError, closest
@@ -363,14 +362,11 @@ def estimate_iterations(cfg) -> int:
     """Iterations the run will train: the schedule's epochs x batches, or the method's iteration budget."""
     import methods as registry
 
-    mc = cfg.method_cfg
-    n_items = train_items(cfg)
-    n_batches = n_items // mc.batch_size if mc.batch_size > 1 else n_items
-    budget_fn = registry.get(cfg.method).max_iterations
-    budgets = [b for b in (cfg.train.max_iters, budget_fn(SimpleNamespace(cfg=mc))) if b]
-    epochs = mc.total_epochs
-    total = epochs * n_batches
-    return min([total] + budgets) if budgets else total
+    from bench.train import schedule_length
+
+    # The loop's own rule (bench.train.schedule_length): NICE-GAN/MUNIT run their budget whatever the dataset size.
+    length, unit = registry.get(cfg.method).schedule_length(cfg.method_cfg)
+    return schedule_length(cfg, train_items(cfg), length if unit == "iterations" else 0).iterations
 
 
 # ------------------------------------------------------------------------------------------ running

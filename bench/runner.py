@@ -86,7 +86,7 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     cls = methods.get(method)
     spec = get_spec(dataset)  # validates the name
     method_over, sections = split_overrides(dict(overrides or {}), cls.Config)
-    method_cfg = cls.make_config(preset, method_over)
+    method_cfg = cls.make_config(preset, method_over, dataset=dataset)
     seed = seeding.check_seed(seed)
     data_over = dict(sections["data"])
     if data_root is not None:
@@ -226,9 +226,11 @@ def preflight(cfg: RunConfig):
 
     device = resolve_device(cfg.train.device)
     mc = cfg.method_cfg
+    cls = methods.get(cfg.method)
+    # the official loader's rule (filter, aspect, flip order, sampling, LSeSim's jitter) and data.max_train
     train_ds = load_pairs(cfg.dataset, "train", root=cfg.data.root, direction=cfg.data.direction,
-                          paired=methods.get(cfg.method).paired, load_size=mc.load_size, crop_size=mc.crop_size,
-                          flip=mc.flip, seed=cfg.seed)
+                          paired=cls.paired, load_size=mc.load_size, crop_size=mc.crop_size, flip=mc.flip,
+                          seed=cfg.seed, pipeline=cls.pipeline_for(mc), max_items=cfg.data.max_train)
     return device, train_ds, load_eval_data(cfg)
 
 
@@ -324,6 +326,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         evaluator = Evaluator(cfg, run_dir, device, data=eval_data)
         trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval,
                           origin_hashes=origin_hashes)
+        schedule = _record_schedule(cfg, trainer, tracker, method)
         trainer.setup(resume=resume)
         trainer.run(progress)
         state = trainer.state
@@ -331,7 +334,9 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         # Final scores on the full test split: last weights, then best weights.
         metrics_doc: dict[str, Any] = {"method": cfg.method, "dataset": cfg.dataset, "seed": cfg.seed,
                                        "preset": cfg.preset, "direction": cfg.data.direction or "default",
-                                       "config_hash": cfg.config_hash(), "history": state.history}
+                                       "config_hash": cfg.config_hash(), "history": state.history,
+                                       "schedule": {"iterations": schedule.iterations, "epochs": schedule.epochs,
+                                                    "cut": schedule.cuts}}
         method.eval()
         last_epoch = state.epoch - 1 if state.batch_pos == 0 else state.epoch
         last = evaluator.full(method, "last")
@@ -415,6 +420,23 @@ def _write_error(path: Path, text: str) -> None:
         atomic_write_text(path, text)
     except (OSError, BenchError) as exc:
         log.warning("could not write %s (%s); the error is in the log above", path, exc)
+
+
+def _record_schedule(cfg: RunConfig, trainer, tracker, method):
+    """Log what the run trains against its recipe; a cut schedule is warned about, a param and a tag."""
+    from bench.schedule import TAG_SCHEDULE_CUT, plan
+
+    schedule = plan(cfg, trainer)
+    log.log(logging.WARNING if schedule.cuts else logging.INFO, "%s/%s seed %d trains %s", cfg.method, cfg.dataset,
+            cfg.seed, schedule.describe())
+    tracker.log_params(schedule.params())
+    tags = {"bench.pipeline": method.data_pipeline().describe()}
+    if method.RECIPE is not None:
+        tags["bench.recipe"] = method.RECIPE.command(cfg.dataset)[:5000]
+    if schedule.cuts:
+        tags[TAG_SCHEDULE_CUT] = schedule.cut[:5000]
+    tracker.set_tags(tags)
+    return schedule
 
 
 def _is_pruned(exc: BaseException) -> bool:

@@ -70,6 +70,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
     """
     import pandas as pd
 
+    from bench.schedule import TAG_SCHEDULE_CUT
     from bench.tracking import TAG_KIND, TAG_PROTOCOL_PREFIX, make_client
 
     client = client or make_client(tracking_uri)
@@ -114,6 +115,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             "unavailable": {k[len("bench.unavailable."):]: v for k, v in tags.items()
                             if k.startswith("bench.unavailable.")},
             "kind": tags.get(TAG_KIND, "benchmark"),
+            "schedule_cut": tags.get(TAG_SCHEDULE_CUT, ""),
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
@@ -121,7 +123,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
 #: The columns of `load_runs` (also of an empty frame when there is no tracking store).
 RUN_COLUMNS = ["run_id", "run_name", "experiment_id", "method", "dataset", "direction", "seed", "preset", "study",
                "trial", "swept", "setting", "status", "mlflow_status", "error", "start_time", "run_dir", "metrics",
-               "protocols", "unavailable", "kind"]
+               "protocols", "unavailable", "kind", "schedule_cut"]
 
 
 def no_runs():
@@ -290,6 +292,9 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
                 rec["n_pruned"] = _count_pruned(pruned, method, setting, dataset)
                 if rec["n_pruned"]:
                     rec["marks"].append(notes.mark(f"{rec['n_pruned']} pruned run(s) of this setting are excluded"))
+            if "schedule_cut" in group:  # runs that trained less than their recipe say so
+                for cut in sorted({c for c in group["schedule_cut"] if c}):
+                    rec["marks"].append(notes.mark(f"schedule cut: {cut}"))
             if not vals and "unavailable" in group:
                 for reason in sorted({u[metric] for u in group["unavailable"] if metric in u}):
                     rec["marks"].append(notes.mark(f"{METRIC_LABELS.get(metric, metric)} not computed: {reason}"))

@@ -89,6 +89,8 @@ class Schedule:
     epochs: int
     iterations: int
     budget: int
+    #: Iterations of the full schedule on these items, before train.max_iters (bench.schedule compares them).
+    planned: int = 0
 
 
 def schedule_length(cfg: RunConfig, n_train: int, method_budget: int = 0) -> Schedule:
@@ -97,17 +99,16 @@ def schedule_length(cfg: RunConfig, n_train: int, method_budget: int = 0) -> Sch
     n_items = n_train if not cfg.data.max_train else min(cfg.data.max_train, n_train)
     # Methods that need full batches (BicycleGAN's halves) skip a short last batch, as the official loop does.
     n_batches = n_items // mc.batch_size if mc.batch_size > 1 else n_items
-    epochs = mc.total_epochs
-    # Training ends at the schedule's last epoch, or earlier at an iteration budget: the method's own
-    # (NICE-GAN/MUNIT count iterations) or the user's train.max_iters, whichever comes first.
+    # The schedule: epochs, or the method's iteration budget (NICE-GAN, MUNIT), which sets the number of epochs
+    # whatever the dataset size; train.max_iters may stop either earlier (bench.schedule records the cut).
+    epochs = math.ceil(method_budget / n_batches) if method_budget and n_batches else mc.total_epochs
+    planned = method_budget or epochs * n_batches
     budgets = [b for b in (cfg.train.max_iters, method_budget) if b]
     budget = min(budgets) if budgets else 0
     if budget and n_batches:
         epochs = min(epochs, math.ceil(budget / n_batches))
-    iterations = epochs * n_batches
-    if budget:
-        iterations = min(iterations, budget)
-    return Schedule(n_items, n_batches, epochs, iterations, budget)
+    iterations = min(planned, budget or planned)
+    return Schedule(n_items, n_batches, epochs, iterations, budget, planned)
 
 
 #: After this many iterations the loop measures its speed; it says how long the rest takes when that is over
@@ -150,6 +151,7 @@ class Trainer:
             raise DataError(f"{cfg.dataset}: {self.n_items} training items cannot fill one batch of {self.batch_size}")
         self.iteration_budget = sched.budget
         self.total_epochs, self.total_iterations = sched.epochs, sched.iterations
+        self.planned_iterations = sched.planned
         every = cfg.train.eval_every or max(1, math.ceil(self.total_epochs / 10))
         self.eval_every = every
         self.state = LoopState()
@@ -163,8 +165,14 @@ class Trainer:
             self.tracker.log_metrics(fresh, step=step)
 
     # ----------------------------------------------------------------- data
+    def order(self, epoch: int) -> np.ndarray:
+        """The epoch's item order: shuffled here, unless the dataset draws its own (stream sampling modes)."""
+        if getattr(self.ds, "shuffled", True):
+            return epoch_order(self.cfg.seed, epoch, self.n_items)
+        return np.arange(self.n_items)
+
     def batch_at(self, epoch: int, pos: int) -> dict[str, Any]:
-        order = epoch_order(self.cfg.seed, epoch, self.n_items)
+        order = self.order(epoch)
         idx = order[pos * self.batch_size:(pos + 1) * self.batch_size]
         return collate([self.ds[int(i)] for i in idx])
 
@@ -259,7 +267,7 @@ class Trainer:
             epoch = st.epoch
             m.on_epoch_start(epoch)
             self.ds.set_epoch(epoch, jitter=m.data_jitter(epoch))
-            order = epoch_order(cfg.seed, epoch, self.n_items)
+            order = self.order(epoch)
             while st.batch_pos < self.n_batches:
                 idx = order[st.batch_pos * self.batch_size:(st.batch_pos + 1) * self.batch_size]
                 batch = collate([self.ds[int(i)] for i in idx])

@@ -106,17 +106,29 @@ def find(spec: WeightsSpec, explicit: str | Path | None = None, *, cache_dir: st
     return WeightsFile(path, verify(path, spec.sha256_prefix, spec.what, cache_dir), "download")
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A plain state dict of tensors from a weights file (weights_only, on the CPU); CheckpointError otherwise."""
+def load_weights_file(path: str | Path):
+    """What a weights file holds (weights_only, on the CPU): tensors, dicts of them, plain numbers. Multi-net
+    checkpoints (NICE-GAN's params file, MUNIT's gen_/dis_ files) are dicts of state dicts. CheckpointError
+    naming the file when it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated zip, a pickle with code, not a torch file
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise CheckpointError(f"{path}: cannot load weights ({type(exc).__name__}: {first}); it may be truncated, "
                               "not a torch file, or need code to unpickle (only plain tensors are read)") from None
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain state dict of tensors from a weights file (weights_only, on the CPU); CheckpointError otherwise."""
+    return as_state_dict(load_weights_file(path), path)
+
+
+def as_state_dict(state, path: str | Path) -> dict[str, torch.Tensor]:
+    """`state` as a plain state dict of tensors (`state_dict` wrapper and `module.` removed); CheckpointError
+    naming `path` otherwise."""
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

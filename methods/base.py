@@ -19,6 +19,7 @@ from torch import nn
 from bench.errors import UsageError
 from methods.config import MethodConfig, apply_overrides
 from methods.losses.gan import gan_loss
+from methods.recipes import Recipe
 
 # Sizes and schedule lengths for a CPU smoke run. Applied only to the fields a method's config has.
 # A preset never changes the algorithm (DESIGN.md §3).
@@ -32,7 +33,13 @@ SMOKE = {
     "warmup_epochs": 0,
     "num_patches": 32,
     "netF_nc": 32,
+    # test at the smoke crop size (a recipe's official test resize, e.g. BicycleGAN maps at 512, is for 256 px)
+    "test_load_size": 0,
+    "test_crop_size": 0,
 }
+
+#: The official code's own defaults, whatever the dataset (the `paper` preset adds the per-dataset recipe).
+CODE_DEFAULTS = "code-defaults"
 
 
 class Method:
@@ -57,6 +64,8 @@ class Method:
     licence: ClassVar[str] = ""
     #: Extra per-method preset overrides merged over the generic ones, e.g. {"smoke": {"nz": 4}}.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: What the official scripts/configs run, per dataset, with sources (methods/recipes.py).
+    RECIPE: ClassVar[Recipe | None] = None
     #: Scheduler unit: "epoch" (CycleGAN-style LambdaLR per epoch) or "iteration" (NICE-GAN, MUNIT).
     schedule_unit: ClassVar[str] = "epoch"
 
@@ -69,24 +78,36 @@ class Method:
 
     # ----------------------------------------------------------------- configuration
     @classmethod
-    def preset_overrides(cls, preset: str) -> dict[str, Any]:
-        """The overrides a preset applies to this method's paper defaults."""
-        field_names = {f.name for f in dataclasses.fields(cls.Config)}
-        generic = {"paper": {}, "smoke": SMOKE}.get(preset)
-        if generic is None and preset not in cls.PRESETS:
+    def presets(cls) -> list[str]:
+        """Every preset name this method accepts."""
+        return sorted({CODE_DEFAULTS, "paper", "smoke", *cls.PRESETS})
+
+    @classmethod
+    def preset_overrides(cls, preset: str, dataset: str | None = None) -> dict[str, Any]:
+        """The overrides a preset applies to this method's code defaults on `dataset`.
+
+        `code-defaults`: none. `paper`: the official recipe (methods/recipes.py) for `dataset` (None: only its
+        every-dataset settings). `smoke` and the method's own presets: `paper`, then their sizes/switches.
+        """
+        if preset not in cls.presets():
             from bench.errors import ConfigError
 
-            valid = sorted({"paper", "smoke", *cls.PRESETS})
-            raise ConfigError(f"unknown preset {preset!r} for {cls.name}; valid: {', '.join(valid)}")
-        merged = {k: v for k, v in (generic or {}).items() if k in field_names}
+            raise ConfigError(f"unknown preset {preset!r} for {cls.name}; valid: {', '.join(cls.presets())}")
+        if preset == CODE_DEFAULTS:
+            return {}
+        field_names = {f.name for f in dataclasses.fields(cls.Config)}
+        merged = cls.RECIPE.paper_overrides(dataset) if cls.RECIPE is not None else {}
+        if preset == "smoke":
+            merged.update({k: v for k, v in SMOKE.items() if k in field_names})
         merged.update(cls.PRESETS.get(preset, {}))
         return merged
 
     @classmethod
-    def make_config(cls, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> MethodConfig:
-        """Paper defaults, then the preset, then user overrides; validated."""
+    def make_config(cls, preset: str = "paper", overrides: Mapping[str, Any] | None = None,
+                    dataset: str | None = None) -> MethodConfig:
+        """Code defaults, then the preset (the official recipe for `dataset`), then user overrides; validated."""
         cfg = cls.Config()
-        cfg = apply_overrides(cfg, cls.preset_overrides(preset))
+        cfg = apply_overrides(cfg, cls.preset_overrides(preset, dataset))
         return apply_overrides(cfg, dict(overrides or {}))
 
     # ----------------------------------------------------------------- training
@@ -112,9 +133,24 @@ class Method:
         """
         return not (getattr(self.cfg, "finetune_no_jitter", False) and epoch > self.cfg.n_epochs)
 
+    @classmethod
+    def pipeline_for(cls, cfg: MethodConfig):
+        """How the training data of `cfg` are read: the official loader's rule (bench.pipeline.Pipeline)."""
+        return cfg.pipeline
+
+    def data_pipeline(self):
+        """`pipeline_for(self.cfg)`."""
+        return self.pipeline_for(self.cfg)
+
+    @classmethod
+    def schedule_length(cls, cfg: MethodConfig) -> tuple[int, str]:
+        """(length, unit) of a config's schedule: epochs here, iterations for budget methods (NICE-GAN, MUNIT)."""
+        return cfg.total_epochs, "epochs"
+
     def max_iterations(self) -> int:
         """An iteration budget that ends training (NICE-GAN, MUNIT count iterations, not epochs); 0 = none."""
-        return 0
+        length, unit = self.schedule_length(self.cfg)
+        return length if unit == "iterations" else 0
 
     def lr_lambda(self, step: int) -> float:
         """Multiplier of the base lr at `step` (0-based epoch or iteration, see `schedule_unit`)."""
@@ -191,6 +227,24 @@ class Method:
     def generator_keys(self) -> list[str]:
         """Nets needed to translate (what `bench import` loads and `best.pt` must contain)."""
         return [k for k in self.nets if k.startswith("netG")]
+
+    def scoring_keys(self, direction: str = "AtoB") -> list[str]:
+        """Nets a score of `direction` depends on: `bench import` refuses to score until all were imported.
+
+        Two-way methods named like the official code (netG_A: A->B, netG_B: B->A) need one generator per
+        direction; NICE-GAN, MUNIT and BicycleGAN override this.
+        """
+        keys = self.generator_keys()
+        if self.two_way and set(keys) == {"netG_A", "netG_B"}:
+            return ["netG_A" if direction == "AtoB" else "netG_B"]
+        return keys
+
+    def official_entries(self, path, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Split an official checkpoint file that holds several nets into {net: state dict}.
+
+        None: the file is one net's plain state dict (the CycleGAN/CUT `<epoch>_net_<name>.pth` files).
+        """
+        return None
 
 
 def set_requires_grad(nets, flag: bool) -> None:

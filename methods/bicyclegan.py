@@ -34,8 +34,11 @@ Where we differ from the official code, and why:
 - cAE-GAN and pix2pix+noise cannot be expressed officially (E is always VAE-like; its pix2pix forces
   nz=0). cAE-GAN: E has only the μ head and z = E(B). pix2pix+noise: the same G, z ~ N(0, I) paired with
   B for L1 and GAN, no E.
-- Single-branch variants take batch 1 (the paper's batch size; one image per branch as in the official
-  2 = 1 + 1 split) instead of a batch of 2 whose unused half the official flags would discard.
+- cVAE-GAN is expressible with the official flags (λ_GAN2 = λ_z = 0), so it runs as they do: batch 2, the
+  first half is the encoded branch and the second half is loaded but unused (`split_batch=True`): N/2 updates
+  per epoch of N images. `--set batch_size=1 split_batch=false` uses every image (N updates per epoch, the
+  previous bench behaviour). cAE-GAN, cLR-GAN and pix2pix+noise cannot be run officially; they take batch 1
+  (the paper's batch size; one image per branch as in the official 2 = 1 + 1 split).
 - The random branch pairs D2's real B₂ with fakes made from A₁ (official `forward`); A₂ is then unused
   (except as the real pair's condition with conditional_D). We keep this default: with the unconditional D
   of the paper it is sound (B₂ is a sample of p(B); a random-z fake is not meant to match any B), only
@@ -46,6 +49,15 @@ Where we differ from the official code, and why:
 
 Test time (official test.py calls model.eval()): `translate` runs G in eval mode (no dropout) with z from
 N(0, I) unless given; `encode(B)` returns μ; `reconstruct(A, B) = G(A, μ(E(B)))` (paper Table 1).
+
+`paper` preset (RECIPE; `bench methods --recipe bicyclegan`), from the official scripts (they train
+bicycle_gan; the variants use the same data recipe with their own loss switches):
+- facades: `scripts/train_facades.sh`: 200+200 epochs, load 256 = crop 256 (no resize jitter), BtoA, --use_dropout;
+  test `scripts/test_facades.sh`: load 286, crop 256 (its `--center_crop` is parsed but never used, so the
+  official test crops at random; bench crops the centre: deterministic).
+- maps: `scripts/train.sh maps`: 200+200 epochs, load 600 -> crop 256, BtoA; test `scripts/test_maps.sh`:
+  load = crop = 512 (translated at 512 px, `--no_encode`: E reads 256 px, so `recon_l1` is unavailable there).
+- other datasets: the code defaults (100+100, load 286 -> crop 256).
 Depth options: `num_downs` (U-Net, 8 = unet_256) and `num_downs_E` (E, 5 = resnet_256/conv_256; E needs
 images of exactly 8·2**num_downs_E px). The smoke preset fits 32 px with num_downs 5, num_downs_E 2 and
 netD/netD2 basic_128_multi (the 256 D's coarse scale has no output at 16 px), and the width nef 8 beside the
@@ -70,6 +82,7 @@ from methods.nets.init import init_weights
 from methods.nets.multiscale import KINDS, define_D_multi, smallest_patch_map
 from methods.nets.unet import define_G_z
 from methods.pix2pix import check_unet_depth, eval_mode
+from methods.recipes import BGR, DatasetRecipe, Recipe, Setting, resize_and_crop, src
 
 CITATION = "Zhu et al., Toward Multimodal Image-to-Image Translation, NeurIPS 2017"
 OFFICIAL = "junyanz/BicycleGAN@40b9d52"
@@ -98,6 +111,9 @@ class Pix2PixNoiseConfig(MethodConfig):
     lambda_GAN2: float = 0.0
     #: Random-branch fakes from that half's own inputs A₂ (False = official: from A₁).
     random_branch_own_A: bool = False
+    #: Halve every batch into the encoded and random halves even when only one branch trains, the unused
+    #: half being discarded (the official forward; cVAE-GAN with the official flags).
+    split_batch: bool = False
 
     CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "where_add": ("input", "all"),
                                "norm": ("instance", "batch", "none"), "netD": tuple(KINDS), "netD2": tuple(KINDS),
@@ -134,7 +150,7 @@ class Pix2PixNoiseConfig(MethodConfig):
                                   f"{self.crop_size}; use --set {key}=basic_128_multi or fewer num_Ds")
         if not (self.encoded_branch or self.random_branch):
             raise ConfigError(f"every loss weight is 0 ({', '.join(lambdas)}); nothing would be trained")
-        if self.encoded_branch and self.random_branch and self.batch_size % 2:
+        if (self.encoded_branch and self.random_branch or self.split_batch) and self.batch_size % 2:
             raise ConfigError(f"batch_size={self.batch_size} must be even: the batch is split into an encoded and "
                               "a random half (BicycleGAN uses 2)")
 
@@ -192,7 +208,10 @@ class CAEGANConfig(BicycleGANConfig):
 
 @dataclass(frozen=True)
 class CVAEGANConfig(BicycleGANConfig):
-    batch_size: int = 1
+    """The official flags --lambda_GAN2 0 --lambda_z 0: batch 2, the second half unused (split_batch)."""
+
+    batch_size: int = 2
+    split_batch: bool = True
     lambda_GAN2: float = 0.0
     lambda_z: float = 0.0
 
@@ -212,6 +231,51 @@ class CLRGANConfig(BicycleGANConfig):
     latent_updates_E: bool = True
 
 
+_OPT = "options/train_options.py"
+
+
+def _recipe(batch: Setting) -> Recipe:
+    """The family's recipe: the official scripts' per-dataset settings, with this variant's batch size."""
+    defaults = {**resize_and_crop(BGR, sampling=False),
+                "n_epochs": Setting(100, src(BGR, _OPT, "--niter")),
+                "n_epochs_decay": Setting(100, src(BGR, _OPT, "--niter_decay")),
+                "lr": Setting(2e-4, src(BGR, _OPT, "--lr")),
+                "use_dropout": Setting(True, src(BGR, "scripts/train.sh", "--use_dropout (every script)")),
+                "batch_size": batch}
+    epochs = {"n_epochs": Setting(200, src(BGR, "scripts/train.sh", "maps: NITER=200")),
+              "n_epochs_decay": Setting(200, src(BGR, "scripts/train.sh", "maps: NITER_DECAY=200"))}
+    return Recipe(
+        code=BGR,
+        defaults=defaults,
+        datasets={
+            "facades": DatasetRecipe(
+                src(BGR, "scripts/train_facades.sh", "--direction BtoA --load_size 256 --crop_size 256 --niter 200 "
+                    "--niter_decay 200 --use_dropout"),
+                {"n_epochs": Setting(200, src(BGR, "scripts/train_facades.sh", "NITER=200")),
+                 "n_epochs_decay": Setting(200, src(BGR, "scripts/train_facades.sh", "NITER_DECAY=200")),
+                 "load_size": Setting(256, src(BGR, "scripts/train_facades.sh", "LOAD_SIZE=256")),
+                 "test_load_size": Setting(286, src(BGR, "scripts/test_facades.sh", "LOAD_SIZE=286")),
+                 "test_crop_size": Setting(256, src(BGR, "scripts/test_facades.sh", "CROP_SIZE=256 --center_crop"))},
+                note="scripts/train.sh facades keeps load 286; the dedicated train_facades.sh (used here) loads 256. "
+                     "The test's --center_crop is parsed but unused officially (random crop); bench crops the centre"),
+            "maps": DatasetRecipe(
+                src(BGR, "scripts/train.sh", "maps: --direction BtoA --load_size 600 --crop_size 256 --niter 200 "
+                    "--niter_decay 200 --use_dropout"),
+                {**epochs, "load_size": Setting(600, src(BGR, "scripts/train.sh", "maps: LOAD_SIZE=600")),
+                 "test_load_size": Setting(512, src(BGR, "scripts/test_maps.sh", "LOAD_SIZE=512 CROP_SIZE=512"))},
+                note="test_maps.sh passes --no_encode: E reads 256 px, so recon_l1 is unavailable at the 512 px test"),
+        },
+        default_command="python train.py --dataroot ./datasets/<dataset> --model bicycle_gan --use_dropout "
+                        "(code defaults; no script for this dataset)",
+        test=Setting("resize to test_load_size (default crop_size) bicubic, centre crop test_crop_size; eval mode",
+                     src(BGR, "test.py", "model.eval(); load_size/crop_size from scripts/test_*.sh")),
+    )
+
+
+_BATCH2 = Setting(2, src(BGR, "options/base_options.py", "--batch_size 2 (1 encoded + 1 random)"))
+_BATCH1 = Setting(1, "bench: not expressible with the official flags; the paper's batch size 1")
+
+
 #: Net name -> optimiser name (official optimizer_G, _E, _D, _D2).
 OPTIMIZER_OF = {"netG": "G", "netE": "E", "netD": "D", "netD2": "D2"}
 _SMOKE = {"num_downs": 5, "netD": "basic_128_multi", "netD2": "basic_128_multi"}
@@ -227,6 +291,7 @@ class Pix2PixNoise(Method):
     official_code = OFFICIAL
     licence = "BSD"
     PRESETS = {"smoke": dict(_SMOKE)}
+    RECIPE = _recipe(_BATCH1)
     has_encoder: ClassVar[bool] = False
 
     def __init__(self, cfg: Pix2PixNoiseConfig, device="cpu") -> None:
@@ -252,14 +317,16 @@ class Pix2PixNoise(Method):
         return torch.randn(n, self.cfg.nz).to(self.device)
 
     def split(self, A: torch.Tensor, B: torch.Tensor):
-        """(encoded pair or None, random pair or None): halves when both branches train, else the whole batch."""
+        """(encoded pair or None, random pair or None): halves when both branches train (or `split_batch`, which
+        discards the half of the branch that does not train, like the official forward), else the whole batch."""
         c = self.cfg
-        if c.encoded_branch and c.random_branch:
+        if c.encoded_branch and c.random_branch or c.split_batch:
             if A.size(0) % 2:
                 raise UsageError(f"{self.name} splits each batch into encoded and random halves; got an odd batch "
                                  f"of {A.size(0)} (set an even batch_size)")
             h = A.size(0) // 2
-            return (A[:h], B[:h]), (A[h:], B[h:])
+            enc, rnd = (A[:h], B[:h]), (A[h:], B[h:])
+            return (enc if c.encoded_branch else None), (rnd if c.random_branch else None)
         return ((A, B), None) if c.encoded_branch else (None, (A, B))
 
     def encoded_code(self, B: torch.Tensor):
@@ -354,6 +421,7 @@ class BicycleGAN(Pix2PixNoise):
 
     Config = BicycleGANConfig
     PRESETS = {"smoke": {**_SMOKE, "num_downs_E": 2, "nef": 8}}
+    RECIPE = _recipe(_BATCH2)
     has_encoder = True
 
     def encoded_code(self, B):
@@ -386,6 +454,10 @@ class BicycleGAN(Pix2PixNoise):
         mu = out[0] if c.vae else out
         return {"z_L1": c.lambda_z * F.l1_loss(mu, z)}
 
+    def scoring_keys(self, direction: str = "AtoB") -> list[str]:
+        """G translates; E gives the encoded reconstruction score (the official release ships both files)."""
+        return ["netG", "netE"]
+
     @torch.no_grad()
     def encode(self, B: torch.Tensor) -> torch.Tensor:
         """μ of E(B) in eval mode (the official test's "encoded" sample uses μ, no noise)."""
@@ -396,16 +468,31 @@ class BicycleGAN(Pix2PixNoise):
 
     @torch.no_grad()
     def reconstruct(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        """G(A, μ(E(B))): the paper's Table 1 reconstruction, scored as ‖B − G(A, E(B))‖₁."""
+        """G(A, μ(E(B))): the paper's Table 1 reconstruction, scored as ‖B − G(A, E(B))‖₁.
+
+        DataError (the score is then unavailable) when the test images are not the size E reads, e.g. maps
+        tested at 512 px: the official test of that size runs without the encoder (--no_encode).
+        """
+        side = encoder_input_size(self.cfg.num_downs_E)
+        if tuple(B.shape[-2:]) != (side, side):
+            from bench.errors import DataError
+
+            raise DataError(f"{self.name}'s encoder reads {side}x{side} images, the test images are "
+                            f"{B.shape[-1]}x{B.shape[-2]} (test_load_size={self.cfg.test_load_size}); the official "
+                            "test at this size runs without the encoder (--no_encode)")
         return self.translate(A, self.encode(B))
 
 
 class CAEGAN(BicycleGAN):
     Config = CAEGANConfig
+    RECIPE = _recipe(_BATCH1)
 
 
 class CVAEGAN(BicycleGAN):
     Config = CVAEGANConfig
+    RECIPE = _recipe(Setting(2, src(BGR, "models/bicycle_gan_model.py",
+                                    "forward: first half encoded, second half unused with --lambda_GAN2 0 "
+                                    "--lambda_z 0; --batch_size 2")))
 
 
 class CVAEGANPlusPlus(BicycleGAN):
@@ -414,3 +501,4 @@ class CVAEGANPlusPlus(BicycleGAN):
 
 class CLRGAN(BicycleGAN):
     Config = CLRGANConfig
+    RECIPE = _recipe(_BATCH1)

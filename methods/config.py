@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from bench.pipeline import ASPECTS, FILTER_NAMES, SAMPLINGS, Pipeline
 from bench.errors import ConfigError, closest
 
 
@@ -29,6 +30,17 @@ class MethodConfig:
     crop_size: int = 256
     flip: bool = True
     batch_size: int = 1
+    #: The official loader's rule (bench/data/transforms.py): PIL filter of the resize step,
+    resize_filter: str = "bicubic"
+    #: square (load, load) or shorter_side (the shorter side to load, aspect kept: MUNIT's Resize(new_size)),
+    resize_aspect: str = "square"
+    #: flip before resizing (NICE-GAN's and MUNIT's Compose order) instead of after cropping,
+    flip_first: bool = False
+    #: and how the unpaired domains are drawn: random_b (B with replacement), cycle (NICE-GAN), zip (MUNIT).
+    sampling: str = "random_b"
+    #: Test-time resize (0 = crop_size; with shorter_side: load_size, MUNIT's test.py) and centre crop (0 = none).
+    test_load_size: int = 0
+    test_crop_size: int = 0
     # schedule: constant lr for n_epochs, then linear decay to ~0 over n_epochs_decay (CGr networks.py)
     n_epochs: int = 100
     n_epochs_decay: int = 100
@@ -44,6 +56,7 @@ class MethodConfig:
 
     CHOICES: typing.ClassVar[dict[str, tuple]] = {
         "init_type": ("normal", "xavier", "kaiming", "orthogonal", "none"),
+        "resize_filter": FILTER_NAMES, "resize_aspect": ASPECTS, "sampling": SAMPLINGS,
     }
     #: Fields that must be finite and > 0 where a config has them: learning rates and softmax temperatures
     #: (lr=0 never trains, nce_T=0 divides by zero). Every other float field must be finite (no nan/inf).
@@ -88,6 +101,22 @@ class MethodConfig:
             raise ConfigError(f"crop_size={self.crop_size}: must be a multiple of {multiple} (divisible by "
                               f"2**{self.DOWNSAMPLING}: the generator halves the image {self.DOWNSAMPLING} times), "
                               f"e.g. {max(fits, multiple)} or {fits + multiple}")
+        if self.test_load_size < 0 or self.test_crop_size < 0:
+            raise ConfigError("test_load_size and test_crop_size must be >= 0 (0 = the default)")
+        size, crop = self.test_resize
+        if crop > size:
+            raise ConfigError(f"test_crop_size ({crop}) must be <= the test resize ({size})")
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The data rule of this config's official loader (filter, aspect, flip order, sampling)."""
+        return Pipeline(self.resize_filter, self.resize_aspect, self.flip_first, self.sampling)
+
+    @property
+    def test_resize(self) -> tuple[int, int]:
+        """(resize, centre crop) of the test inputs; crop 0 = no crop."""
+        default = self.crop_size if self.resize_aspect == "square" else self.load_size
+        return self.test_load_size or default, self.test_crop_size
 
     @property
     def total_epochs(self) -> int:

@@ -7,9 +7,18 @@ identity NCE (CUT) or λ_NCE=10 with flip-equivariance (FastCUT), nce_layers 0,4
 τ=0.07, MLP head of width 256 created at the first forward, xavier(0.02) init, update order D then G+F,
 and no load->crop jitter in the decay phase.
 
+`paper` preset (RECIPE; `bench methods --recipe cut`): the code defaults on every dataset, which is what the
+official launcher `experiments/pretrained_launcher.py` trains the released models with (cityscapes:
+`--direction BtoA --CUT_mode CUT|FastCUT`, = bench's default label2photo; horse2zebra and cat2dog:
+`--CUT_mode CUT|FastCUT`); maps and facades have no CUT recipe and run the same defaults.
+
 Difference from the official code (same values and gradients): the keys' (source) encoder features are
 taken from the generator pass that made the fakes instead of a second pass over the source
 (`nce_reuse_source_features`, off re-encodes like the official code).
+On torch 2.14.1 (CPU) the official code's generator gradients are wrong in this configuration (plain
+nn.InstanceNorm2d at batch size 1 receives PatchNCE's channels_last-strided gradient; README, measured by
+benchmarks/instance_norm_gradients.py: relative error 1.25 (CUT) and 0.83 (FastCUT) at 128 px, ngf 32); bench's
+instance norms make the gradient contiguous, so a side-by-side comparison on this torch must patch the official side.
 """
 
 from __future__ import annotations
@@ -27,6 +36,34 @@ from methods.nets.heads import PatchSampleF
 from methods.nets.init import init_weights
 from methods.nets.patchgan import define_D
 from methods.nets.resnet import ResnetGenerator
+from methods.recipes import CUTR, DatasetRecipe, Recipe, Setting, resize_and_crop, resize_test, src
+
+_LAUNCHER = "experiments/pretrained_launcher.py"
+_MODEL = "models/cut_model.py"
+
+
+def _cut_recipe(mode: str, first: int, epochs: tuple[int, int], lambda_nce: float, idt: bool) -> Recipe:
+    """CUT/FastCUT: the code defaults of `--CUT_mode mode`; the launcher's commands per dataset."""
+    how = f"--CUT_mode {mode}"
+    loader = resize_and_crop(CUTR, finetune=True, epochs=None)
+    opt = "options/train_options.py" if mode == "CUT" else _MODEL
+    return Recipe(
+        code=CUTR,
+        defaults={**loader,
+                  "n_epochs": Setting(epochs[0], src(CUTR, opt, f"{how}: --n_epochs {epochs[0]}")),
+                  "n_epochs_decay": Setting(epochs[1], src(CUTR, opt, f"{how}: --n_epochs_decay {epochs[1]}")),
+                  "lambda_NCE": Setting(lambda_nce, src(CUTR, _MODEL, f"{how}: lambda_NCE={lambda_nce:g}")),
+                  "nce_idt": Setting(idt, src(CUTR, _MODEL, f"{how}: nce_idt={idt}")),
+                  "flip_equivariance": Setting(not idt, src(CUTR, _MODEL, f"{how}: flip_equivariance={not idt}")),
+                  "lr": Setting(2e-4, src(CUTR, "options/train_options.py", "--lr"))},
+        datasets={
+            "cityscapes": DatasetRecipe(src(CUTR, _LAUNCHER, f"command {first}: --direction BtoA {how}")),
+            "horse2zebra": DatasetRecipe(src(CUTR, _LAUNCHER, f"command {first + 2}: {how}")),
+            "afhq": DatasetRecipe(src(CUTR, _LAUNCHER, f"command {first + 4}: cat2dog {how}")),
+        },
+        default_command=f"python train.py --dataroot ./datasets/<dataset> {how} (README; code defaults)",
+        test=resize_test(CUTR),
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +107,7 @@ class CUT(Method):
     citation = "Park et al., Contrastive Learning for Unpaired Image-to-Image Translation, ECCV 2020"
     official_code = "taesungp/contrastive-unpaired-translation@b3ac297"
     licence = "BSD"
+    RECIPE = _cut_recipe("CUT", 0, (200, 200), 1.0, True)
 
     def __init__(self, cfg: CUTConfig, device="cpu") -> None:
         super().__init__(cfg, device)
@@ -168,3 +206,4 @@ class CUT(Method):
 
 class FastCUT(CUT):
     Config = FastCUTConfig
+    RECIPE = _cut_recipe("FastCUT", 1, (150, 50), 10.0, False)

@@ -4,6 +4,17 @@ Zhu, Park, Isola, Efros. "Unpaired Image-to-Image Translation using Cycle-Consis
 Networks", ICCV 2017. Official code: junyanz/pytorch-CycleGAN-and-pix2pix@00d5574 (BSD).
 Paper defaults from reference/methods.md §2.1: ResNet-9, IN, lsgan, λ_A=λ_B=10, λ_idt=0.5, pool 50,
 lr 2e-4, 100+100 epochs, init normal(0, 0.02), update order G then D.
+
+`paper` preset (RECIPE; `bench methods --recipe cyclegan`): the code defaults on every dataset. maps is
+`scripts/train_cyclegan.sh` (`--model cycle_gan --pool_size 50 --no_dropout`, i.e. the defaults); the other
+datasets have no script of their own and run the README's `python train.py --dataroot ./datasets/<name>
+--model cycle_gan`. The CycleGAN paper trained its own Cityscapes runs at 128 px with ResNet-6; bench keeps
+the code's 256 px, the setting of the CUT/DCLGAN comparison tables.
+
+Learning rate: the official train.py steps the schedulers at the *start* of every epoch, so the decay
+starts in epoch 100 (multiplier 1 - 1/101) and epoch 200 trains with lr 0; `lr_update=epoch_start` (default)
+does the same, `epoch_end` is the CUT family's loop (one epoch later, last epoch at 1/101).
+Training step: same as the official code (float64 audit, issue #14).
 """
 
 from __future__ import annotations
@@ -21,6 +32,11 @@ from methods.nets.image_pool import ImagePool
 from methods.nets.init import init_weights
 from methods.nets.patchgan import define_D
 from methods.nets.resnet import ResnetGenerator
+from methods.recipes import CGR, DatasetRecipe, Recipe, Setting, resize_and_crop, resize_test, src
+from methods.schedules import linear_decay
+
+#: When the official loop steps its LambdaLR: CycleGAN/pix2pix's train.py at the epoch start, CUT's at the end.
+LR_UPDATES = ("epoch_start", "epoch_end")
 
 
 @dataclass(frozen=True)
@@ -37,10 +53,41 @@ class CycleGANConfig(MethodConfig):
     pool_size: int = 50
     #: CUT's re-implementation uses anti-aliased nets; the official CycleGAN does not.
     antialias: bool = False
+    #: epoch_start = the official train.py (update_learning_rate before each epoch); epoch_end = CUT's loop.
+    lr_update: str = "epoch_start"
 
     CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "netD": ("basic", "n_layers", "pixel"),
                                "norm": ("instance", "batch", "none"),
-                               "gan_mode": ("lsgan", "vanilla", "wgangp", "hinge")}
+                               "gan_mode": ("lsgan", "vanilla", "wgangp", "hinge"), "lr_update": LR_UPDATES}
+
+
+def cgr_lr_lambda(cfg, step: int) -> float:
+    """The CycleGAN repository's linear policy, stepped where its train.py steps it (`cfg.lr_update`)."""
+    return linear_decay(step, cfg.n_epochs, cfg.n_epochs_decay, cfg.warmup_epochs,
+                        at_epoch_start=cfg.lr_update == "epoch_start")
+
+
+def cgr_lr_setting() -> Setting:
+    return Setting("epoch_start", src(CGR, "train.py", "model.update_learning_rate() at the start of every epoch"))
+
+
+RECIPE = Recipe(
+    code=CGR,
+    defaults={**resize_and_crop(CGR, epochs=(100, 100)),
+              "lr": Setting(2e-4, src(CGR, "options/train_options.py", "--lr")),
+              "lambda_identity": Setting(0.5, src(CGR, "models/cycle_gan_model.py", "--lambda_identity")),
+              "pool_size": Setting(50, src(CGR, "options/train_options.py", "--pool_size")),
+              "lr_update": cgr_lr_setting()},
+    datasets={"maps": DatasetRecipe(src(CGR, "scripts/train_cyclegan.sh", "--dataroot ./datasets/maps --model "
+                                            "cycle_gan --pool_size 50 --no_dropout: the code defaults")),
+              "cityscapes": DatasetRecipe(
+                  "python train.py --dataroot ./datasets/cityscapes --model cycle_gan (code defaults)",
+                  note="the CycleGAN paper's Cityscapes runs used 128 px and ResNet-6 (maintainer in "
+                       "junyanz/pytorch-CycleGAN-and-pix2pix#150: loadSize 143, fineSize 128); bench keeps the "
+                       "code's 256 px, as in the CUT/DCLGAN tables (--set load_size=143 crop_size=128 n_blocks=6)")},
+    default_command="python train.py --dataroot ./datasets/<dataset> --model cycle_gan (README; code defaults)",
+    test=resize_test(CGR),
+)
 
 
 class CycleGAN(Method):
@@ -49,6 +96,7 @@ class CycleGAN(Method):
     citation = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks, ICCV 2017"
     official_code = "junyanz/pytorch-CycleGAN-and-pix2pix@00d5574"
     licence = "BSD"
+    RECIPE = RECIPE
 
     def __init__(self, cfg: CycleGANConfig, device="cpu") -> None:
         super().__init__(cfg, device)
@@ -64,6 +112,10 @@ class CycleGAN(Method):
             init_weights(net, cfg.init_type, cfg.init_gain).to(self.device)
         self.fake_A_pool = ImagePool(cfg.pool_size)
         self.fake_B_pool = ImagePool(cfg.pool_size)
+
+    def lr_lambda(self, step: int) -> float:
+        """The linear policy, stepped at the epoch start like the official train.py (`lr_update`)."""
+        return cgr_lr_lambda(self.cfg, step)
 
     def make_optimizers(self):
         n = self.nets

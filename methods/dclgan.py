@@ -13,8 +13,10 @@ Update order: D_A and D_B, then G_A+G_B and the heads. SimDCL adds four MappingF
 H_yr, H_xf) and λ_SIM·L_sim between the real and the fake image of each domain (methods/nets/mapping.py,
 methods/losses/similarity.py); the fake images' features are sampled at fresh random positions.
 
-The `paper` preset follows the official code. Where the paper's text says otherwise, a named option runs
-the paper's version (preset `paper_text` sets them all):
+The `paper` preset (RECIPE; `bench methods --recipe dclgan`) is the official code's defaults on every dataset:
+the README trains every dataset with `python train.py --dataroot ./datasets/<name> --name <name>_DCL` (SimDCL:
+`--model simdcl`), no per-dataset flags. Where the paper's text says otherwise, a named option runs the
+paper's version (preset `paper_text` sets them all):
 - lr: 2e-4 in the code (train_options) vs 1e-4 for DCLGAN in the paper (SimDCL: 2e-4 in both);
 - pool_size: 0 in the code (forced by the model) vs an image buffer of 50 in the paper (appendix A.1.2);
 - F_optimizer: DCLGAN's head optimiser is `torch.optim.Adam` with PyTorch defaults in the code
@@ -22,13 +24,18 @@ the paper's version (preset `paper_text` sets them all):
 - apply_lambda_NCE (SimDCL): the code never multiplies NCE by λ_NCE (effective 1) vs λ_NCE=2 in the paper;
 - sim_reduction (SimDCL): the code's `L1Loss('sum')` is really a mean (legacy `size_average` argument) vs the
   paper's sum;
-- epochs: SimDCL is 200+200 in the code vs 100+100 (200 in total) in the paper.
+- epochs: SimDCL is 200+200 in the code vs 100+100 (200 in total) in the paper; the paper also trained DCLGAN
+  on Cat↔Dog for 200 epochs only (`--set n_epochs=100 n_epochs_decay=100`).
 Not switchable: the code halves every generator term (0.5·) where the paper's objective sums them; λ_GAN only
 scales the logged D losses; identity L1 is dropped when λ_NCE is 0. SimDCL's code needs batch size 1; here
 each image gets its own feature stack, which equals the code at batch size 1.
 Checked against the official classes (float64, same weights and seed, 64 px, one step): every logged loss
 agrees to 1e-10 for both methods; parameters agree to 1e-11 except conv biases in front of instance norm,
 whose gradient is zero up to rounding and which Adam's first step amplifies (<2e-9).
+On torch 2.14.1 (CPU) the official code's generator gradients are wrong in this configuration (plain
+nn.InstanceNorm2d at batch size 1 receives PatchNCE's channels_last-strided gradient; README, measured by
+benchmarks/instance_norm_gradients.py: relative error 1.03 (DCLGAN) and 1.04 (SimDCL) at 128 px, ngf 32); bench's
+instance norms make the gradient contiguous, so a side-by-side comparison on this torch must patch the official side.
 """
 
 from __future__ import annotations
@@ -51,6 +58,27 @@ from methods.nets.init import init_weights
 from methods.nets.mapping import MappingF, stack_samples
 from methods.nets.patchgan import define_D
 from methods.nets.resnet import ResnetGenerator
+from methods.recipes import DCLR, DatasetRecipe, Recipe, Setting, resize_and_crop, resize_test, src
+
+
+def _dcl_recipe(model: str, extra: dict) -> Recipe:
+    m = "models/dcl_model.py" if model == "dcl" else "models/simdcl_model.py"
+    flag = "" if model == "dcl" else " --model simdcl"
+    return Recipe(
+        code=DCLR,
+        defaults={**resize_and_crop(DCLR, finetune=True, epochs=(200, 200)),
+                  "lr": Setting(2e-4, src(DCLR, "options/train_options.py", "--lr")),
+                  "gan_mode": Setting("hinge", src(DCLR, "options/train_options.py", "--gan_mode")),
+                  "lambda_NCE": Setting(2.0, src(DCLR, "models/dcl_model.py", "--lambda_NCE")),
+                  "lambda_IDT": Setting(1.0, src(DCLR, "models/dcl_model.py", "--lambda_IDT")),
+                  "pool_size": Setting(0, src(DCLR, m, "set_defaults(pool_size=0)")), **extra},
+        datasets={"afhq": DatasetRecipe(
+            f"python train.py --dataroot ./datasets/cat2dog{flag} (README; code defaults)",
+            note="the paper trained DCLGAN on Cat<->Dog for 200 epochs (text, not code): "
+                 "--set n_epochs=100 n_epochs_decay=100")} if model == "dcl" else {},
+        default_command=f"python train.py --dataroot ./datasets/<dataset>{flag} (README; code defaults)",
+        test=resize_test(DCLR),
+    )
 
 
 @dataclass(frozen=True)
@@ -112,6 +140,7 @@ class DCLGAN(Method):
     official_code = "JunlinHan/DCLGAN@abb805c"
     licence = "MIT"
     PRESETS = {"paper_text": {"lr": 1e-4, "pool_size": 50, "F_optimizer": "as_G"}}
+    RECIPE = _dcl_recipe("dcl", {})
 
     def __init__(self, cfg: DCLGANConfig, device="cpu") -> None:
         super().__init__(cfg, device)
@@ -272,6 +301,7 @@ class SimDCL(DCLGAN):
     citation = DCLGAN.citation + " (SimDCL variant)"
     PRESETS = {"paper_text": {"pool_size": 50, "apply_lambda_NCE": True, "sim_reduction": "sum",
                               "n_epochs": 100, "n_epochs_decay": 100}}
+    RECIPE = _dcl_recipe("simdcl", {"lambda_SIM": Setting(10.0, src(DCLR, "models/simdcl_model.py", "--lambda_SIM"))})
 
     #: The four mapping nets and what they read (official names F3..F6).
     MAPPINGS = {"netF3": "real A (H_xr)", "netF4": "fake B (H_yf)", "netF5": "real B (H_yr)", "netF6": "fake A (H_xf)"}

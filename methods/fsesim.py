@@ -14,13 +14,23 @@ from the network; without them `setup` refuses to train unless `allow_random_vgg
 which weights it used in `vgg_weights` (also in `extra_state()` and `describe()`).
 Not ported: the official `lambda_perceptual`, `lambda_style` and `lambda_gradient` extras (0 by default)
 and the StyleGAN2 nets.
+
+`paper` preset (RECIPE; `bench methods --recipe fsesim|lsesim`): `scripts/train_sc.sh` (written for
+horse2zebra; the repository has no other training script): `--model sc --lambda_spatial 10 --attn_layers 4,7,9
+--loss_mode cos --gan_mode lsgan --patch_size 64`, which are the code defaults, on every dataset. LSeSim adds
+the flags the script leaves commented and the README names for the learned similarity, `--learned_attn
+--augment`: `augment` is on, and, as in the official loader, the colour jitter is drawn on the 8-bit training
+crop (after its flip) and handed to the step as the extra images `A_aug`/`B_aug` (bench.data). The maintainers
+add that the learned version wants `--patch_size 32` (F-LSeSim issue #1); the script's 64 is kept.
+Not affected by torch 2.14.1's instance-norm gradient bug (README; benchmarks/instance_norm_gradients.py: equal
+generator gradients for FSeSim and LSeSim).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -36,13 +46,11 @@ from methods.nets.image_pool import ImagePool
 from methods.nets.init import init_weights
 from methods.nets.patchgan import define_D
 from methods.nets.resnet import ResnetGenerator
-from methods.nets.vgg import (LAYER_NAMES, VGG16_FILE, VGG16Features, imagenet_normalize,
-                              load_vgg16_weights, torchvision_cache_path)
+from methods.nets.vgg import LAYER_NAMES, VGG16Features, imagenet_normalize, resolve_vgg16
+from methods.recipes import FLSR, Recipe, Setting, resize_and_crop, resize_test, src
 
 log = logging.getLogger(__name__)
 
-#: Record of the stand-in VGG16: torchvision's random init drawn from a fixed seed (nets/vgg.py RANDOM_SEED).
-RANDOM_VGG = "random"
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,8 @@ class FSeSimConfig(CUTFamilyConfig):
     use_norm: bool = False
     #: LSeSim: learned 1×1 conv heads trained contrastively.
     learned_attn: bool = False
-    #: LSeSim: colour-jittered copies of A and B as extra positives/negatives in the head step.
+    #: LSeSim: colour-jittered copies of A and B (made by the loader on the 8-bit crops) as extra
+    #: positives/negatives in the head step.
     augment: bool = False
     #: Temperature of the head step's InfoNCE.
     T: float = 0.07
@@ -120,12 +129,31 @@ class SimilarityHeads(nn.Module):
         return self.get_submodule(f"conv_{layer}")(feat)
 
 
-def _color_jitter(x: torch.Tensor) -> torch.Tensor:
-    """LSeSim's augmentation: ColorJitter(0.5, 0.5, 0.5, 0.3) per image, on [-1, 1] tensors (torch RNG)."""
-    from torchvision.transforms import ColorJitter
+_SCRIPT = "scripts/train_sc.sh"
 
-    jitter = ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
-    return torch.stack([jitter((img + 1) * 0.5) * 2 - 1 for img in x])
+
+def _sc_recipe(learned: bool) -> Recipe:
+    """scripts/train_sc.sh (+ --learned_attn --augment for LSeSim) on every dataset."""
+    common = {}
+    if learned:
+        common["augment"] = Setting(True, src(FLSR, _SCRIPT, "commented '--learned_attn --augment'; README: "
+                                              "'--learned_attn, --augment for the learned self-similarity'"))
+    flags = " --learned_attn --augment" if learned else ""
+    return Recipe(
+        code=FLSR,
+        defaults={**resize_and_crop(FLSR, finetune=False, epochs=(200, 200)),
+                  "lr": Setting(1e-4, src(FLSR, "options/train_options.py", "--lr")),
+                  "pool_size": Setting(50, src(FLSR, "options/train_options.py", "--pool_size")),
+                  "lambda_spatial": Setting(10.0, src(FLSR, _SCRIPT, "--lambda_spatial 10")),
+                  "attn_layers": Setting((4, 7, 9), src(FLSR, _SCRIPT, "--attn_layers 4,7,9")),
+                  "loss_mode": Setting("cos", src(FLSR, _SCRIPT, "--loss_mode cos")),
+                  "patch_size": Setting(64, src(FLSR, _SCRIPT, "--patch_size 64")),
+                  "augment": Setting(False, src(FLSR, "models/sc_model.py", "--augment store_true"))},
+        common=common,
+        default_command=src(FLSR, _SCRIPT, f"--model sc --lambda_spatial 10 --attn_layers 4,7,9 --loss_mode cos "
+                                           f"--gan_mode lsgan --patch_size 64{flags}"),
+        test=resize_test(FLSR),
+    )
 
 
 class FSeSim(Method):
@@ -136,6 +164,7 @@ class FSeSim(Method):
     # smoke checks the code path offline (`bench run --methods all --preset smoke`): it may fall back to a
     # random VGG16 (recorded as "random"); the ImageNet weights are still used when they are present.
     PRESETS = {"smoke": {"allow_random_vgg": True}}
+    RECIPE = _sc_recipe(learned=False)
 
     def __init__(self, cfg: FSeSimConfig, device="cpu") -> None:
         super().__init__(cfg, device)
@@ -164,21 +193,7 @@ class FSeSim(Method):
         """Find, verify and load VGG16's ImageNet weights; random only with allow_random_vgg. Returns the record."""
         c = self.cfg
         if self.vgg_weights is None:
-            path = Path(c.vgg_weights).expanduser() if c.vgg_weights else torchvision_cache_path()
-            if path.is_file():
-                self.vgg_weights = load_vgg16_weights(self.netPre, path)
-            elif c.vgg_weights:
-                raise ConfigError(f"vgg_weights={c.vgg_weights}: no such file; point it at torchvision's {VGG16_FILE}")
-            elif c.allow_random_vgg:
-                log.warning("%s: VGG16 ImageNet weights not found at %s; training with a RANDOM VGG16 "
-                            "(allow_random_vgg=true): results are not comparable to the paper", self.name, path)
-                self.vgg_weights = RANDOM_VGG
-            else:
-                raise ConfigError(
-                    f"{self.name or 'fsesim'} needs torchvision's ImageNet VGG16 weights at {path} (not found; "
-                    f"nothing is downloaded). Put {VGG16_FILE} there (torchvision caches it when online: "
-                    f"python -c \"import torchvision; torchvision.models.vgg16(weights='IMAGENET1K_V1')\"), "
-                    "or --set vgg_weights=PATH, or --set allow_random_vgg=true to train with a random VGG16")
+            self.vgg_weights = resolve_vgg16(self.netPre, c.vgg_weights, c.allow_random_vgg, self.name or "fsesim")
         self._check_checkpoint_vgg()
         return self.vgg_weights
 
@@ -199,6 +214,11 @@ class FSeSim(Method):
             # The official F optimiser also holds VGG16 with lr 0, i.e. VGG16 never moves; we leave it out.
             opts["F"] = adam(n["netF"].parameters(), self.cfg)
         return opts
+
+    @classmethod
+    def pipeline_for(cls, cfg):
+        """The official loader, plus LSeSim's colour-jittered crops (A_aug, B_aug) with `augment`."""
+        return dataclasses.replace(cfg.pipeline, color_jitter=cfg.augment)
 
     # ----------------------------------------------------------------- losses
     def spatial_loss(self, src: torch.Tensor, tgt: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
@@ -240,9 +260,12 @@ class FSeSim(Method):
             opt["F"].zero_grad(set_to_none=True)
             src, tgt, oth = real_A, fake_B.detach(), real_B
             if c.augment:
+                if "A_aug" not in batch:
+                    raise UsageError(f"{self.name} with augment=true needs the loader's colour-jittered crops "
+                                     "(batch keys A_aug, B_aug; bench.data makes them from data_pipeline())")
                 src = torch.cat((real_A, real_A))
-                tgt = torch.cat((tgt, _color_jitter(real_A)))
-                oth = torch.cat((real_B, _color_jitter(real_B)))
+                tgt = torch.cat((tgt, batch["A_aug"].to(self.device)))
+                oth = torch.cat((real_B, batch["B_aug"].to(self.device)))
             out["spatial"] = self.spatial_loss(src, tgt, oth)
             out["spatial"].backward()
             opt["F"].step()
@@ -285,3 +308,4 @@ class FSeSim(Method):
 
 class LSeSim(FSeSim):
     Config = LSeSimConfig
+    RECIPE = _sc_recipe(learned=True)

@@ -14,12 +14,18 @@ discriminators to the generators only.
 
 Schedule in the harness: NICE-GAN counts *iterations*, not epochs (`schedule_unit = "iteration"`).
 `lr_lambda(it)` is a pure function of the 0-based global iteration and of `iterations`/`decay_start`, so
-the learning rate follows the paper whatever the dataset size. The run length is `iterations` (300k):
-`max_iterations()` reports it to the loop; where the loop does not stop there by itself, cap the run with
-`--set train.max_iters=300000`. `n_epochs` (+ `n_epochs_decay`) is only the epoch bound
-of the loop, where one epoch is one pass over max(|A|, |B|) images: 300 epochs cover 300k iterations for
-every NICE-GAN dataset with ≥ 1000 images per epoch (horse2zebra: 1334 it/epoch, so 225 epochs). To train by
-epochs instead, set `iterations` to epochs × images per epoch.
+the learning rate follows the paper whatever the dataset size. The run length is `iterations` (300k,
+`max_iterations()`): the loop runs as many of its epochs (one epoch = max(|A|, |B|) iterations) as the budget
+needs, whatever the dataset size (a 400-image dataset runs 750 epochs), and the lr decays linearly over the
+second half as in the official loop. `n_epochs`/`n_epochs_decay` are not used. A smaller budget
+(`--set iterations=N`, a preset, `train.max_iters`) is recorded as a cut schedule (bench.schedule).
+
+Data (`paper` preset, RECIPE; `bench methods --recipe nicegan`; every dataset runs README.md's
+`python main.py --dataset <name>`): the official loader's Compose order, RandomHorizontalFlip -> torchvision
+`Resize((img_size + 30, img_size + 30))`, whose default filter is bilinear -> RandomCrop(img_size), so 286 ->
+256 bilinear with the flip first; test `Resize((img_size, img_size))` bilinear. A and B come from two shuffled
+DataLoaders that are re-created when exhausted: each domain is drawn without replacement, independently
+(`sampling=cycle`).
 
 Cost: each full generator's first FC maps the flattened 64×64×256 code to 256 values (268,435,456
 weights), so the full model has 646,697,986 parameters (2.6 GB fp32; + gradients + Adam's two moments =
@@ -48,12 +54,39 @@ from methods.config import MethodConfig
 from methods.losses.gan import gan_loss
 from methods.nets.init import init_weights
 from methods.nets.nice import NICEDiscriminator, NICEGenerator, min_image_size
+from methods.recipes import NICER, Recipe, Setting, src
 from methods.schedules import iteration_linear_decay
+
+_BUILD = "NICE.py"
+RECIPE = Recipe(
+    code=NICER,
+    defaults={"iterations": Setting(300_000, src(NICER, "main.py", "--iteration")),
+              "decay_flag": Setting(True, src(NICER, "main.py", "--decay_flag; NICE.py train: lr -= lr/(iteration//2) "
+                                                              "per step past iteration//2")),
+              "lr": Setting(1e-4, src(NICER, "main.py", "--lr")),
+              "weight_decay": Setting(1e-4, src(NICER, "main.py", "--weight_decay")),
+              "load_size": Setting(286, src(NICER, _BUILD, "build_model: Resize((img_size + 30, img_size + 30))")),
+              "crop_size": Setting(256, src(NICER, "main.py", "--img_size; NICE.py RandomCrop(img_size)")),
+              "resize_filter": Setting("bilinear", src(NICER, _BUILD, "transforms.Resize (torchvision default "
+                                                                      "BILINEAR)")),
+              "resize_aspect": Setting("square", src(NICER, _BUILD, "Resize((h, w)) with both sides given")),
+              "flip": Setting(True, src(NICER, _BUILD, "transforms.RandomHorizontalFlip()")),
+              "flip_first": Setting(True, src(NICER, _BUILD, "Compose: RandomHorizontalFlip before Resize")),
+              "sampling": Setting("cycle", src(NICER, _BUILD, "train: trainA_iter/trainB_iter, two shuffled "
+                                                              "DataLoaders re-created when exhausted")),
+              "batch_size": Setting(1, src(NICER, "main.py", "--batch_size"))},
+    default_command=src(NICER, "README.md", "python main.py --dataset <dataset> (main.py defaults)"),
+    test=Setting("resize to img_size x img_size (256), bilinear",
+                 src(NICER, _BUILD, "test_transform: Resize((img_size, img_size))")),
+)
 
 
 @dataclass(frozen=True)
 class NICEGANConfig(MethodConfig):
-    # data: official Resize(img_size + 30) -> RandomCrop(img_size) + flip, i.e. 286 -> 256
+    # data: official flip -> Resize((img_size + 30,) * 2) bilinear -> RandomCrop(img_size), i.e. 286 -> 256
+    resize_filter: str = "bilinear"
+    flip_first: bool = True
+    sampling: str = "cycle"
     lr: float = 1e-4
     weight_decay: float = 1e-4
     #: PyTorch default init (the official code calls no init function).
@@ -71,8 +104,8 @@ class NICEGANConfig(MethodConfig):
     decay_flag: bool = True
     #: None = iterations // 2 (the official halfway point).
     decay_start: int | None = None
-    #: Epoch bound of the harness loop only (see the module docstring); the run stops at `iterations`.
-    n_epochs: int = 300
+    #: Not used: the run length is `iterations` (see the module docstring).
+    n_epochs: int = 1
     n_epochs_decay: int = 0
 
     def validate(self) -> None:
@@ -110,7 +143,8 @@ class NICEGANLightConfig(NICEGANConfig):
 
 
 # Same code path at toy size: 96 px is the smallest image whose global head (n_dis 7) still has a logit.
-# 64 iterations = the smoke schedule's 2 epochs of the 32-image toy set; decay over the second half as in the paper.
+# 64 iterations: the smoke scale of the 300k budget (decay over the second half as in the paper), whatever the
+# dataset size (2 epochs of the 32-image toy set).
 _SMOKE = {"load_size": 104, "crop_size": 96, "ngf": 8, "ndf": 8, "n_res": 2, "iterations": 64}
 
 
@@ -123,6 +157,7 @@ class NICEGAN(Method):
     official_code = "alpc91/NICE-GAN-pytorch@1b114f1"
     licence = "MIT"
     PRESETS = {"smoke": _SMOKE}
+    RECIPE = RECIPE
 
     def __init__(self, cfg: NICEGANConfig, device="cpu") -> None:
         super().__init__(cfg, device)
@@ -151,9 +186,10 @@ class NICEGAN(Method):
         c = self.cfg
         return iteration_linear_decay(step + 1, c.iterations, c.decay_from)
 
-    def max_iterations(self) -> int:
-        """Where the run ends (official `--iteration`)."""
-        return self.cfg.iterations
+    @classmethod
+    def schedule_length(cls, cfg) -> tuple[int, str]:
+        """The official iteration budget (`iterations`); max_iterations() hands it to the loop."""
+        return cfg.iterations, "iterations"
 
     def make_optimizers(self):
         n, c = self.nets, self.cfg
@@ -251,6 +287,16 @@ class NICEGAN(Method):
     def generator_keys(self) -> list[str]:
         # The encoders are part of the discriminators, so translating needs all four nets.
         return ["gen2B", "gen2A", "disA", "disB"]
+
+    def scoring_keys(self, direction: str = "AtoB") -> list[str]:
+        """A->B: disA's encoder and gen2B; B->A: disB's encoder and gen2A."""
+        return ["disA", "gen2B"] if direction == "AtoB" else ["disB", "gen2A"]
+
+    def official_entries(self, path, state):
+        """The official `<dataset>_params_<step>.pt` / `_params_latest.pt`: one dict holding gen2B, gen2A, disA,
+        disB (+ both optimisers and start_iter, ignored). Follows NICE-GAN-pytorch@1b114f1:NICE.py save/load."""
+        nets = {k: state[k] for k in self.generator_keys() if isinstance(state.get(k), dict)}
+        return nets or None
 
 
 class NICEGANLight(NICEGAN):

@@ -17,9 +17,18 @@ the evaluation batch size), dropout on, batch statistics, without touching the r
 Depth (`num_downs`): unet_256 has 8 stride-2 stages and needs crops that are multiples of 256 px;
 unet_128 has 7. The smoke preset uses 5 to fit 32 px; nothing else changes.
 
-Where we differ from the official code: nowhere in training. BicycleGAN's repository ships its own pix2pix
-whose λ_L1 is 10 by accident (it sets `lambda_l1`, reads `lambda_L1`; methods.md §6.10); this is the
-CycleGAN repository's pix2pix with λ_L1 = 100.
+`paper` preset (RECIPE; `bench methods --recipe pix2pix`): facades is `scripts/train_pix2pix.sh`
+(`--netG unet_256 --direction BtoA --lambda_L1 100 --norm batch --pool_size 0`, i.e. the code defaults, and
+BtoA = bench's default label2photo); maps and cityscapes have no script in the repository and run the code
+defaults (100+100 epochs, load 286 -> crop 256, bicubic).
+
+Training: the one-step float64 audit of issue #14 matches the official code to round-off. The learning
+rate follows the official train.py, which steps the schedulers at the *start* of every epoch
+(`lr_update=epoch_start`, default: the decay starts in epoch 100 and epoch 200 trains with lr 0);
+`lr_update=epoch_end` is the CUT family's loop. What bench does differently is harness-wide (README): crops,
+flips and the data order come from a generator seeded by (seed, epoch, index) instead of the global RNGs.
+BicycleGAN's repository ships its own pix2pix whose λ_L1 is 10 by accident (it sets `lambda_l1`, reads
+`lambda_L1`; methods.md §6.10); this is the CycleGAN repository's pix2pix with λ_L1 = 100.
 """
 
 from __future__ import annotations
@@ -35,11 +44,13 @@ from torch import nn
 from bench.errors import ConfigError
 from methods.base import Method, adam, discriminator_step, set_requires_grad
 from methods.config import MethodConfig
+from methods.cyclegan import LR_UPDATES, cgr_lr_lambda, cgr_lr_setting
 from methods.losses.gan import gan_loss
 from methods.nets.init import init_weights
 from methods.nets.multiscale import patch_map_size
 from methods.nets.patchgan import define_D
 from methods.nets.unet import MIN_DOWNS, UnetGenerator
+from methods.recipes import CGR, DatasetRecipe, Recipe, Setting, resize_and_crop, src
 
 
 @dataclass(frozen=True)
@@ -54,10 +65,12 @@ class Pix2PixConfig(MethodConfig):
     lambda_L1: float = 100.0
     #: Official test behaviour: dropout on and per-image batch statistics in `translate` (see module doc).
     test_mode_train_bn: bool = True
+    #: epoch_start = the official train.py (update_learning_rate before each epoch); epoch_end = CUT's loop.
+    lr_update: str = "epoch_start"
 
     CHOICES: ClassVar[dict] = {**MethodConfig.CHOICES, "norm": ("batch", "instance", "none"),
                                "netD": ("basic", "n_layers", "pixel"),
-                               "gan_mode": ("vanilla", "lsgan", "wgangp", "hinge")}
+                               "gan_mode": ("vanilla", "lsgan", "wgangp", "hinge"), "lr_update": LR_UPDATES}
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +92,25 @@ def check_unet_depth(num_downs: int, crop_size: int) -> None:
         hint = f"--set num_downs={fits}" if fits else f"a crop_size that is a multiple of {2**MIN_DOWNS}"
         raise ConfigError(f"num_downs={num_downs} needs crop_size to be a multiple of {2**num_downs} "
                           f"(got {crop_size}); use {hint} (unet_256 = 8, unet_128 = 7)")
+
+
+_P2P = "models/pix2pix_model.py"
+RECIPE = Recipe(
+    code=CGR,
+    defaults={**resize_and_crop(CGR, epochs=(100, 100), sampling=False),
+              "lr": Setting(2e-4, src(CGR, "options/train_options.py", "--lr")),
+              "norm": Setting("batch", src(CGR, _P2P, "modify_commandline_options norm='batch'")),
+              "gan_mode": Setting("vanilla", src(CGR, _P2P, "gan_mode='vanilla'")),
+              "lambda_L1": Setting(100.0, src(CGR, _P2P, "--lambda_L1 100")),
+              "lr_update": cgr_lr_setting()},
+    datasets={"facades": DatasetRecipe(src(CGR, "scripts/train_pix2pix.sh",
+                                           "--netG unet_256 --direction BtoA --lambda_L1 100 --dataset_mode aligned "
+                                           "--norm batch --pool_size 0: the code defaults"))},
+    default_command="python train.py --dataroot ./datasets/<dataset> --model pix2pix (code defaults; "
+                    "no script for this dataset)",
+    test=Setting("resize to crop_size x crop_size (256), bicubic; dropout and batch statistics on (no --eval)",
+                 src(CGR, "options/test_options.py", "load_size = crop_size; test.py without --eval")),
+)
 
 
 @contextlib.contextmanager
@@ -118,6 +150,7 @@ class Pix2Pix(Method):
     official_code = "junyanz/pytorch-CycleGAN-and-pix2pix@00d5574"
     licence = "BSD"
     PRESETS = {"smoke": {"num_downs": 5}}
+    RECIPE = RECIPE
 
     def __init__(self, cfg: Pix2PixConfig, device="cpu") -> None:
         super().__init__(cfg, device)
@@ -126,6 +159,10 @@ class Pix2Pix(Method):
         D = define_D(cfg.netD, 6, cfg.ndf, cfg.n_layers_D, cfg.norm)
         self.nets = {"netG": init_weights(G, cfg.init_type, cfg.init_gain).to(self.device),
                      "netD": init_weights(D, cfg.init_type, cfg.init_gain).to(self.device)}
+
+    def lr_lambda(self, step: int) -> float:
+        """The linear policy, stepped at the epoch start like the official train.py (`lr_update`)."""
+        return cgr_lr_lambda(self.cfg, step)
 
     def make_optimizers(self):
         return {"G": adam(self.nets["netG"].parameters(), self.cfg), "D": adam(self.nets["netD"].parameters(), self.cfg)}

@@ -98,8 +98,9 @@ def get(name: str) -> type["Method"]:
     return _loaded[name]
 
 
-def build(name: str, *, preset: str = "paper", device: str = "cpu", **overrides: Any) -> "Method":
-    """Build method `name` with its paper defaults, the preset's sizes and `overrides`."""
+def build(name: str, *, preset: str = "paper", device: str = "cpu", dataset: str | None = None,
+          **overrides: Any) -> "Method":
+    """Build method `name` with the preset (the official recipe for `dataset`) and `overrides`."""
     cls = get(name)
-    cfg = cls.make_config(preset, overrides)
+    cfg = cls.make_config(preset, overrides, dataset=dataset)
     return cls(cfg, device=device)

@@ -183,8 +183,25 @@ def test_conditional_D_pairs_the_random_fake_with_A1_and_the_real_with_A2():
     assert torch.equal(real_in, torch.cat([b["A"][1:], b["B"][1:]], 1))
 
 
+def test_cvae_gan_runs_the_official_batch_of_two_and_uses_its_first_half():
+    """Official flags --lambda_GAN2 0 --lambda_z 0: batch 2, forward's first half encoded, the second unused, so
+    an epoch of N images makes N/2 updates (bench made N before, twice the official number)."""
+    cfg = registry.get("cvae_gan").make_config("paper")
+    assert (cfg.batch_size, cfg.split_batch) == (2, True)
+    m = ready("cvae_gan")
+    calls, g_calls = record_inputs(m.nets["netE"]), record_inputs(m.nets["netG"])
+    b = constant_pairs(2)
+    m.train_step(b)
+    assert calls[0][0].shape[0] == 1 and torch.equal(calls[0][0], b["B"][:1])
+    assert all(torch.equal(c[0], b["A"][:1]) for c in g_calls)  # A2 never reaches G
+
+
 def test_single_branch_variants_use_the_whole_batch():
-    m = ready("cvae_gan", batch_size=2)
+    m = ready("cvae_gan", batch_size=2, split_batch=False)  # every image trains (the earlier bench behaviour)
+    calls = record_inputs(m.nets["netE"])
+    m.train_step(pairs(2))
+    assert calls[0][0].shape[0] == 2
+    m = ready("cae_gan", batch_size=2)
     calls = record_inputs(m.nets["netE"])
     m.train_step(pairs(2))
     assert calls[0][0].shape[0] == 2

@@ -130,14 +130,16 @@ def test_layer_pairs_and_validation():
         EnCo.make_config(overrides={"random_ratio": 1.5})
 
 
-def test_presets_paper_is_the_code_default_and_readme_the_readme_command():
-    paper = EnCo.make_config("paper")
-    assert (paper.lambda_NCE, paper.lambda_IDT, paper.n_epochs, paper.n_epochs_decay) == (1.0, 10.0, 200, 200)
-    assert (paper.warmup_epochs, paper.flip_equivariance, paper.dag, paper.pool_size) == (0, False, True, 0)
-    assert (paper.oversample_ratio, paper.random_ratio, paper.num_patches, paper.netF_nc) == (4, 0.5, 256, 256)
-    readme = EnCo.make_config("readme")
-    assert (readme.lambda_NCE, readme.n_epochs, readme.n_epochs_decay) == (2.0, 100, 100)
-    assert (readme.warmup_epochs, readme.flip_equivariance) == (20, True)
+def test_presets_paper_is_the_readme_command_and_code_defaults_the_code():
+    code = EnCo.make_config("code-defaults")
+    assert (code.lambda_NCE, code.lambda_IDT, code.n_epochs, code.n_epochs_decay) == (1.0, 10.0, 200, 200)
+    assert (code.warmup_epochs, code.flip_equivariance, code.dag, code.pool_size) == (0, False, True, 0)
+    assert (code.oversample_ratio, code.random_ratio, code.num_patches, code.netF_nc) == (4, 0.5, 256, 256)
+    for dataset in (None, "cityscapes", "horse2zebra"):  # the README's command (written for Cityscapes), everywhere
+        readme = EnCo.make_config("paper", dataset=dataset)
+        assert (readme.lambda_NCE, readme.lambda_IDT, readme.n_epochs, readme.n_epochs_decay) == (2.0, 10.0, 100, 100)
+        assert (readme.warmup_epochs, readme.flip_equivariance) == (20, True)
+        assert (readme.lr_G, readme.lr_F, readme.lr_D, readme.nce_layers) == (5e-5, 5e-5, 2e-4, (3, 7, 13, 18, 24, 28))
     m = EnCo(readme)
     assert m.lr_lambda(0) == pytest.approx(1 / 20) and m.lr_lambda(19) == 1.0 and m.lr_lambda(99) == 1.0
     assert m.lr_lambda(150) < 1.0

@@ -28,6 +28,9 @@ def batch(size: int = 32, n: int = 1, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {"A": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
             "B": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
+            # LSeSim's --augment crops, made by the loader (bench.data)
+            "A_aug": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
+            "B_aug": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
             "A_paths": ["a.png"] * n, "B_paths": ["b.png"] * n}
 
 
@@ -173,7 +176,7 @@ def test_uses_and_records_cached_torchvision_weights(tmp_path, monkeypatch):
     torch.manual_seed(5)
     torch.save(torchvision_style_state(), cache)
     digest = vgg_mod.sha256_file(cache)
-    monkeypatch.setattr("methods.fsesim.load_vgg16_weights",
+    monkeypatch.setattr("methods.nets.vgg.load_vgg16_weights",  # resolve_vgg16 calls it
                         functools.partial(load_vgg16_weights, sha256_prefix=digest[:8]))
     m = methods.build("fsesim", preset="smoke", allow_random_vgg=False)  # found, so no fallback needed
     m.setup(batch())

@@ -244,3 +244,63 @@ def test_config_errors_name_the_problem():
         methods.build("munit", preset="smoke", crop_size=66, load_size=66)
     with pytest.raises(ConfigError, match="gan_mode"):
         methods.build("munit", device="meta", gan_mode="hinge")
+
+
+# ----------------------------------------------------------------------------- per-dataset configs, VGG loss
+def test_dataset_configs_switch_the_cycle_and_vgg_losses():
+    """edges2* configs have no cycle loss (maps, facades); synthia2cityscape adds the VGG loss."""
+    cls = methods.get("munit")
+    for dataset in ("maps", "facades"):
+        c = cls.make_config("paper", dataset=dataset)
+        assert (c.recon_x_cyc_w, c.vgg_w) == (0.0, 0.0)
+    c = cls.make_config("paper", dataset="cityscapes")
+    assert (c.recon_x_cyc_w, c.vgg_w, c.load_size, c.crop_size) == (10.0, 1.0, 256, 256)
+    for dataset in ("horse2zebra", "afhq", None):
+        c = cls.make_config("paper", dataset=dataset)
+        assert (c.recon_x_cyc_w, c.vgg_w) == (10.0, 0.0)
+    m = methods.build("munit", preset="smoke", dataset="facades")
+    m.setup(None)
+    losses = m.train_step(_batch(m.cfg.crop_size))
+    assert losses["gen_cycrecon_x_a"] == 0 and "gen_vgg_a" not in losses
+
+
+def test_vgg_loss_reads_relu5_3_without_pool4_and_joins_the_total(tmp_path, monkeypatch):
+    from methods.munit import munit_vgg_features, vgg_loss
+    from methods.nets.vgg import VGG16Features, imagenet_normalize
+
+    vgg = VGG16Features()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert munit_vgg_features(vgg, x).shape == (1, 512, 8, 8)  # torchvision's relu5_3 would be 4x4
+    assert vgg_loss(vgg, x, x, imagenet_normalize) == 0
+    assert vgg_loss(vgg, x, x.flip(-1), imagenet_normalize) > 0
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    m = methods.build("munit", preset="smoke", dataset="cityscapes")
+    assert m.cfg.vgg_w == 1.0 and m.cfg.allow_random_vgg
+    m.setup(None)
+    assert m.describe() == {"vgg_weights": "random"}
+    L = m.train_step(_batch(m.cfg.crop_size))
+    assert L["gen_vgg_a"] > 0 and L["gen_vgg_b"] > 0
+    strict = methods.build("munit", preset="smoke", dataset="cityscapes", allow_random_vgg=False)
+    with pytest.raises(ConfigError, match="VGG16"):
+        strict.setup(None)
+
+
+def test_munit_vgg16_weight_file_loads_with_caffe_preprocessing(tmp_path):
+    from methods.nets.vgg import MUNIT_VGG_KEYS, VGG16Features, caffe_preprocess
+
+    ref = VGG16Features()
+    convs = [m for m in ref.modules() if isinstance(m, torch.nn.Conv2d)]
+    torch.manual_seed(4)
+    state = {}
+    for key, conv in zip(MUNIT_VGG_KEYS, convs):
+        state[f"{key}.weight"], state[f"{key}.bias"] = torch.randn_like(conv.weight), torch.randn_like(conv.bias)
+    path = tmp_path / "vgg16.weight"
+    torch.save(state, path)
+    m = methods.build("munit", preset="smoke", dataset="cityscapes", vgg_weights=str(path))
+    m.setup(None)
+    assert m.vgg_weights.startswith("munit:vgg16.weight sha256:")
+    assert m._vgg_preprocess() is caffe_preprocess
+    got = [mod for mod in m.vgg.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert torch.equal(got[0].weight, state["conv1_1.weight"]) and torch.equal(got[-1].bias, state["conv5_3.bias"])
+    black = caffe_preprocess(-torch.ones(1, 3, 2, 2))
+    assert torch.allclose(black[0, :, 0, 0], -torch.tensor([103.939, 116.779, 123.680]))

@@ -230,3 +230,48 @@ def test_paper_parameter_count_and_keys_equal_cut(name):
     for k in ("netG", "netD", "netF"):
         assert {n: v.shape for n, v in m.nets[k].state_dict().items()} == {n: v.shape for n, v in cut.nets[k].state_dict().items()}
     del m, cut
+
+
+# ----------------------------------------------------------------------------- ties
+def _rows(ids: torch.Tensor, width: int = 64) -> torch.Tensor:
+    return torch.div(ids, width, rounding_mode="floor")
+
+
+@pytest.mark.parametrize("mode", ["global", "local", "local_global"])
+def test_tied_entropies_give_queries_spread_over_the_whole_map(mode):
+    """At 256 px in float32 every row of layer 16 has entropy 0 at init; a stable sort by position then took
+    the map's top 4 rows (256 of 64x64). The seeded random order spreads the queries over the map."""
+    feat = torch.zeros(1, 8, 64, 64)  # every attention row uniform: all entropies tie
+    opts = QSAttnOptions(mode=mode)
+    from methods.nets.attention import qs_select, tie_generator
+
+    ids, _ = qs_select(feat, 256, opts, tie_generator(0))
+    rows = _rows(ids[0])
+    assert len(set(ids[0].tolist())) == 256
+    assert rows.min() < 4 and rows.max() > 59 and len(set(rows.tolist())) > 48  # 64 rows, ~4 queries each
+    assert abs(rows.float().mean().item() - 31.5) < 4
+    by_position, _ = qs_select(feat, 256, opts, None)
+    assert _rows(by_position[0]).max() == 3  # the stable sort's block: rows 0-3
+    # deterministic per seed, different across seeds
+    again, _ = qs_select(feat, 256, opts, tie_generator(0))
+    other, _ = qs_select(feat, 256, opts, tie_generator(1))
+    assert torch.equal(ids, again) and not torch.equal(ids, other)
+
+
+def test_tie_break_does_not_change_a_ranking_without_ties():
+    scores = torch.randperm(4096).float().view(1, -1) + torch.rand(1, 4096) * 0.5
+    from methods.nets.attention import tie_generator
+
+    assert torch.equal(select_queries(scores, 256, tie_generator(3)), select_queries(scores, 256))
+
+
+def test_tie_order_is_seeded_by_the_run_and_checkpointed():
+    a, b = smoke("qsattn_global"), smoke("qsattn_global")  # both built after torch.manual_seed(0)
+    ga, gb = a.nets["netF"].tie_generator, b.nets["netF"].tie_generator
+    assert torch.equal(ga.get_state(), gb.get_state())
+    a.train_step(make_batch(a.cfg.crop_size))
+    state = a.state_dict()
+    assert not torch.equal(ga.get_state(), gb.get_state())  # the step drew tie orders
+    b.load_state_dict(state)
+    assert torch.equal(ga.get_state(), gb.get_state())
+    assert smoke("qsattn_global", qs_tie_break="position").nets["netF"].tie_generator is None

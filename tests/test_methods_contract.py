@@ -20,8 +20,12 @@ NAMES = methods.names()
 def make_batch(m: Method, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     bs, s = m.cfg.batch_size, m.cfg.crop_size
-    return {"A": torch.rand(bs, 3, s, s, generator=g) * 2 - 1, "B": torch.rand(bs, 3, s, s, generator=g) * 2 - 1,
-            "A_path": [f"a{i}.png" for i in range(bs)], "B_path": [f"b{i}.png" for i in range(bs)]}
+    batch = {"A": torch.rand(bs, 3, s, s, generator=g) * 2 - 1, "B": torch.rand(bs, 3, s, s, generator=g) * 2 - 1,
+             "A_path": [f"a{i}.png" for i in range(bs)], "B_path": [f"b{i}.png" for i in range(bs)]}
+    if m.data_pipeline().color_jitter:  # the loader's colour-jittered crops (LSeSim --augment)
+        batch.update({"A_aug": torch.rand(bs, 3, s, s, generator=g) * 2 - 1,
+                      "B_aug": torch.rand(bs, 3, s, s, generator=g) * 2 - 1})
+    return batch
 
 
 @pytest.fixture(params=NAMES)
@@ -108,17 +112,17 @@ FIXTURE_DATASETS = ("horse2zebra", "afhq", "cityscapes", "maps", "facades")
 def test_two_steps_on_real_fixture_images(fixtures_dir, name, dataset):
     """Every method takes finite steps on every real mini dataset it fits, through the harness's loader."""
     from bench.data.datasets import load_pairs
+    from bench.train import collate
 
     torch.manual_seed(0)
     overrides = {"allow_random_vgg": True} if name in ("fsesim", "lsesim") else {}
-    m = methods.build(name, preset="smoke", **overrides)
+    m = methods.build(name, preset="smoke", dataset=dataset, **overrides)  # the dataset's recipe, smoke-sized
     s = m.cfg.crop_size
     data = load_pairs(dataset, "train", root=fixtures_dir / "data" / f"{dataset}_mini", paired=m.paired,
-                      load_size=m.cfg.load_size, crop_size=s)
+                      load_size=m.cfg.load_size, crop_size=s, pipeline=m.data_pipeline())
     bs = m.cfg.batch_size
     items = [data[i % len(data)] for i in range(2 * bs)]
-    batches = [{key: (torch.stack([it[key] for it in chunk]) if key in "AB" else [it[key] for it in chunk])
-                for key in ("A", "B", "A_path", "B_path")} for chunk in (items[:bs], items[bs:])]
+    batches = [collate(chunk) for chunk in (items[:bs], items[bs:])]
     assert batches[0]["A"].shape == (bs, 3, s, s)
     m.setup(batches[0])
     for b in batches:

@@ -34,8 +34,9 @@ def register(sub) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (see `bench data list`)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N", help="seeds (default: 0)")
     p.add_argument("--preset", default=None,
-                   help="paper (the official settings at 256 px: GPU-sized) or smoke (32 px, 2 epochs: CPU minutes). "
-                        "Default: paper when a GPU is available; on a CPU-only machine give it explicitly")
+                   help="paper (the official recipe for the dataset at 256 px, `bench methods --recipe METHOD`: "
+                        "GPU-sized), code-defaults (the official code's defaults) or smoke (32 px, 2 epochs: CPU "
+                        "minutes). Default: paper when a GPU is available; on a CPU-only machine give it explicitly")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a method field (lambda_NCE=2), or data.*, train.*, eval.*; repeatable")
     p.add_argument("--data-root", help="dataset folder in its official layout (default: $BENCH_DATA_ROOT/<name> or the cache)")

@@ -379,7 +379,7 @@ def run_trial(trial, spec: StudySpec, opts: RunOptions, parent_run_id: str | Non
         for index, seed in enumerate(spec.seeds):
             if str(seed) in seed_metrics:
                 continue  # finished before the retry
-            offset = index * _steps_per_seed(spec, method, overrides)
+            offset = index * _steps_per_seed(spec, method, overrides, dataset)
 
             def on_eval(epoch: int, scores: Mapping[str, float], _offset=offset, _seed=seed) -> None:
                 value = scores.get(metric)
@@ -422,7 +422,7 @@ def run_trial(trial, spec: StudySpec, opts: RunOptions, parent_run_id: str | Non
         raise
 
 
-def _steps_per_seed(spec: StudySpec, method: str, overrides: Mapping[str, Any]) -> int:
+def _steps_per_seed(spec: StudySpec, method: str, overrides: Mapping[str, Any], dataset: str | None = None) -> int:
     """Epochs of one seed's run: seeds report on consecutive step ranges, so the pruner compares like with like."""
     if is_objective(method):
         return get_objective(method).steps(overrides)
@@ -430,7 +430,8 @@ def _steps_per_seed(spec: StudySpec, method: str, overrides: Mapping[str, Any]) 
     from bench.config import split_overrides
 
     cls = methods.get(method)
-    return cls.make_config(spec.preset, split_overrides(overrides, cls.Config)[0]).total_epochs
+    # the preset's recipe depends on the dataset (e.g. BicycleGAN trains facades 200+200 epochs)
+    return cls.make_config(spec.preset, split_overrides(overrides, cls.Config)[0], dataset=dataset).total_epochs
 
 
 def objective_values(spec: StudySpec, seed_metrics: Mapping[str, Any]) -> list[float]:

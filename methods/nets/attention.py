@@ -21,6 +21,12 @@ The official local attention (`networks_local.py`) views `F.unfold`'s channel-ma
 offsets instead of pairing each query with its neighbours' feature vectors. `local_layout="official"`
 reproduces that arithmetic exactly (it is what the published numbers were trained with);
 `local_layout="paper"` computes the neighbourhood attention the paper describes.
+Ties: the ranking is a stable sort of the rows in a random order (`tie_break="random"`, a private generator
+seeded from the run's seed and checkpointed), so rows with equal scores are chosen uniformly at random and the
+same seed gives the same choice. It matters: at the paper's size in float32 all 4,096 rows of layer 16's
+attention have entropy exactly 0 at initialisation, and a stable sort by position then takes the top 4 rows
+of the map as the 256 queries (the official unstable sort picks another arbitrary block). `"position"` is
+that stable sort by position.
 Follows sapphire497/query-selected-attention@c2c5e40:models/networks_{global,local,local_global}.py
 PatchSampleF.
 """
@@ -39,6 +45,9 @@ MODES = ("global", "local", "local_global")
 SELECTIONS = ("entropy", "random", "maxmean")
 ROUTE_DOMAINS = ("cross", "self")
 LOCAL_LAYOUTS = ("official", "paper")
+TIE_BREAKS = ("random", "position")
+#: Separates the tie-break generator's seed from the run's other streams.
+_TIE_STREAM = 0x7135
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class QSAttnOptions:
         max_size: maps larger than max_size×max_size are average-pooled to it first (Table 4 model B
             applies QS-Attn to all layers that way; the default QS layers are 64×64 and untouched).
         chunk: rows of the global logits scored at a time (bounds memory, not results).
+        tie_break: equal scores ranked in a seeded random order ('random') or by position ('position').
     """
 
     mode: str = "global"
@@ -68,6 +78,7 @@ class QSAttnOptions:
     local_layout: str = "official"
     max_size: int = 64
     chunk: int = 1024
+    tie_break: str = "random"
 
 
 # ----------------------------------------------------------------------------- scores
@@ -136,9 +147,23 @@ def local_logits(feat: torch.Tensor, window: int = 7, layout: str = "official") 
     return out.flatten(2).transpose(1, 2)
 
 
-def select_queries(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, L) scores -> (B, k) positions with the lowest scores (ties: lower position first)."""
-    return torch.sort(scores, dim=1, stable=True).indices[:, :k]
+def select_queries(scores: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, L) scores -> (B, k) positions with the lowest scores.
+
+    Ties: with `generator`, each image's positions are visited in a random order (drawn from it, on the CPU)
+    before the stable sort, so equal scores are picked uniformly; without, lower positions first.
+    """
+    if generator is None:
+        return torch.sort(scores, dim=1, stable=True).indices[:, :k]
+    B, L = scores.shape
+    perm = torch.stack([torch.randperm(L, generator=generator) for _ in range(B)]).to(scores.device)
+    order = torch.sort(torch.gather(scores, 1, perm), dim=1, stable=True).indices[:, :k]
+    return torch.gather(perm, 1, order)
+
+
+def tie_generator(seed: int) -> torch.Generator:
+    """The private CPU generator of the tie-break order, seeded from the run's seed."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + _TIE_STREAM) % (2**63))
 
 
 def random_queries(batch: int, n_positions: int, k: int, device) -> torch.Tensor:
@@ -200,8 +225,12 @@ def route_local(feat: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor, windo
 
 
 # ----------------------------------------------------------------------------- one QS layer
-def qs_select(feat: torch.Tensor, k: int, opts: QSAttnOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Choose k query positions on source features and their attention rows (None when not routing)."""
+def qs_select(feat: torch.Tensor, k: int, opts: QSAttnOptions, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Choose k query positions on source features and their attention rows (None when not routing).
+
+    `generator` breaks ties in the ranking (see select_queries); None ranks ties by position.
+    """
     B, C, H, W = feat.shape
     L = H * W
     k = min(k, L)
@@ -209,10 +238,10 @@ def qs_select(feat: torch.Tensor, k: int, opts: QSAttnOptions) -> tuple[torch.Te
     if opts.select == "random":
         ids = random_queries(B, L, k, feat.device)
     elif opts.mode == "global":
-        ids = select_queries(global_scores(x, opts.select, opts.chunk), k)
+        ids = select_queries(global_scores(x, opts.select, opts.chunk), k, generator)
     else:
         logits = local_logits(feat, opts.window, opts.local_layout)
-        ids = select_queries(_rank_score(logits, opts.select), k)
+        ids = select_queries(_rank_score(logits, opts.select), k, generator)
     return ids, (attention_rows(feat, ids, opts) if opts.route else None)
 
 
@@ -252,6 +281,8 @@ class QSAttnSampleF(PatchSampleF):
         super().__init__(use_mlp=use_mlp, nc=nc, init_type=init_type, init_gain=init_gain)
         self.options = options
         self.qs_layers = frozenset(qs_layers)
+        #: Tie-break order of the ranking; seeded from the global seed the run set (torch.initial_seed()).
+        self.tie_generator = tie_generator(torch.initial_seed()) if options.tie_break == "random" else None
 
     def forward(self, feats, num_patches: int = 256, patch_ids=None, attns=None):
         """Returns (list of (B*S, nc) normalised samples, ids per layer, attention rows per layer)."""
@@ -263,7 +294,7 @@ class QSAttnSampleF(PatchSampleF):
             if i in self.qs_layers:
                 feat = shrink(feat, opts.max_size)
                 if patch_ids is None:
-                    pid, attn = qs_select(feat, num_patches, opts)
+                    pid, attn = qs_select(feat, num_patches, opts, self.tie_generator)
                 else:
                     pid, attn = patch_ids[i], attns[i]
                     if opts.route and opts.route_domain == "self":

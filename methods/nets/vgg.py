@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bench.errors import CheckpointError
+from bench.errors import CheckpointError, ConfigError
 from bench.metrics.protocol import sha256_file  # noqa: F401  (re-exported: a file's plain sha256)
 from bench.weights import WeightsSpec, hub_path, load_state_dict, verify
 
@@ -152,3 +152,73 @@ def load_vgg16_weights(net: VGG16Features, path: Path, sha256_prefix: str = VGG1
         raise CheckpointError(f"{path}: not a VGG16 state dict ({exc})") from exc
     log.info("loaded VGG16 ImageNet weights from %s (sha256 %s)", path, digest)
     return f"torchvision:{path.stem} sha256:{digest}"
+
+
+#: Record of the stand-in VGG16: torchvision's random init drawn from a fixed seed (RANDOM_SEED).
+RANDOM_VGG = "random"
+#: MUNIT's `vgg16.weight` (its Vgg16 module: conv1_1 ... conv5_3, from the Lua/caffe vgg16.t7).
+MUNIT_VGG_KEYS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+                  "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
+
+
+def load_munit_vgg16_weights(net: VGG16Features, path: Path) -> str:
+    """Load MUNIT's converted `vgg16.weight` (keys conv1_1.weight ...) into `net`; returns the record.
+
+    Its 13 convs map in order onto the relu slices. The weights are caffe's (BGR, 0-255 inputs minus the mean):
+    feed them `caffe_preprocess`, not `imagenet_normalize`. Follows NVlabs/MUNIT@a82e222:networks.py Vgg16.
+    """
+    path = Path(path)
+    state = load_state_dict(path)
+    mapped = {}
+    for i, name in enumerate(LAYER_NAMES):
+        conv = next(k for k, m in net.get_submodule(name).named_children() if isinstance(m, nn.Conv2d))
+        for part in ("weight", "bias"):
+            key = f"{MUNIT_VGG_KEYS[i]}.{part}"
+            if key not in state:
+                raise CheckpointError(f"{path}: no {key}; not MUNIT's vgg16.weight (expected keys "
+                                      f"{MUNIT_VGG_KEYS[0]}.weight ... {MUNIT_VGG_KEYS[-1]}.bias)")
+            mapped[f"{name}.{conv}.{part}"] = state[key]
+    try:
+        net.load_state_dict(mapped, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: not a VGG16 state dict ({exc})") from exc
+    digest = sha256_file(path)
+    log.info("loaded MUNIT's VGG16 weights from %s (sha256 %s)", path, digest)
+    return f"munit:{path.name} sha256:{digest}"
+
+
+def is_munit_vgg16_file(path: Path) -> bool:
+    """Whether a weights file is MUNIT's converted vgg16.weight (else torchvision's vgg16-*.pth)."""
+    try:
+        return "conv1_1.weight" in load_state_dict(path)
+    except CheckpointError:
+        return False
+
+
+def caffe_preprocess(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> BGR in [0, 255] minus caffe's mean (MUNIT's vgg_preprocess)."""
+    mean = torch.tensor([103.939, 116.779, 123.680], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x.flip(1) + 1) * 127.5 - mean
+
+
+def resolve_vgg16(net: VGG16Features, explicit: str, allow_random: bool, who: str,
+                  munit_format: bool = False) -> str:
+    """Find, verify and load VGG16 weights into `net`: the file `explicit`, else torchvision's cache file;
+    random (fixed seed) only with `allow_random`. Returns the record ("torchvision:... sha256:...", "munit:...",
+    or "random"). Nothing is downloaded. `munit_format` also accepts MUNIT's converted vgg16.weight."""
+    path = Path(explicit).expanduser() if explicit else torchvision_cache_path()
+    if path.is_file():
+        if munit_format and is_munit_vgg16_file(path):
+            return load_munit_vgg16_weights(net, path)
+        return load_vgg16_weights(net, path)
+    if explicit:
+        raise ConfigError(f"vgg_weights={explicit}: no such file; point it at torchvision's {VGG16_FILE}")
+    if allow_random:
+        log.warning("%s: VGG16 ImageNet weights not found at %s; training with a RANDOM VGG16 "
+                    "(allow_random_vgg=true): results are not comparable to the paper", who, path)
+        return RANDOM_VGG
+    raise ConfigError(
+        f"{who} needs torchvision's ImageNet VGG16 weights at {path} (not found; "
+        f"nothing is downloaded). Put {VGG16_FILE} there (torchvision caches it when online: "
+        f"python -c \"import torchvision; torchvision.models.vgg16(weights='IMAGENET1K_V1')\"), "
+        "or --set vgg_weights=PATH, or --set allow_random_vgg=true to train with a random VGG16")
