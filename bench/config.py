@@ -179,11 +179,14 @@ RESUMABLE_TRAIN_FIELDS = ("progress", "log_every", "save_every", "device", "thre
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-def split_overrides(overrides: Mapping[str, Any], method_cfg_cls: type) -> tuple[dict, dict[str, dict]]:
+def split_overrides(overrides: Mapping[str, Any], method_cfg_cls: type,
+                    method: str | None = None) -> tuple[dict, dict[str, dict]]:
     """Split `--set` keys into method overrides and per-section overrides; unknown sections are errors.
 
     `method.x` and a bare `x` are method fields (a bare key must be one of `method_cfg_cls`'s fields);
     `data.x`, `train.x`, `eval.x` go to those sections. This is the one place that reads a key's section.
+    A key may be scoped to one method, `cut.lambda_NCE=2`: it applies when `method` is "cut" and is skipped
+    for every other registered method (so one `--set` list serves `bench run --methods all`).
     """
     method_over: dict[str, Any] = {}
     sections: dict[str, dict] = {k: {} for k in SECTIONS}
@@ -194,6 +197,9 @@ def split_overrides(overrides: Mapping[str, Any], method_cfg_cls: type) -> tuple
             method_over[rest] = value
         elif dot and head in SECTIONS:
             sections[head][rest] = value
+        elif dot and head in _method_names():
+            if head == method:
+                method_over[rest] = value
         elif not dot:
             if key not in method_fields:
                 allowed = sorted(method_fields)
@@ -201,8 +207,15 @@ def split_overrides(overrides: Mapping[str, Any], method_cfg_cls: type) -> tuple
                                   f"method options: {', '.join(allowed)}; other sections: data.*, train.*, eval.*")
             method_over[key] = value
         else:
-            raise ConfigError(f"unknown option section {head!r} in {key!r}; use method., data., train. or eval.")
+            raise ConfigError(f"unknown option section {head!r} in {key!r}{closest(head, [*SECTIONS, 'method'])}; "
+                              "use method., data., train., eval. or a method name (cut.lambda_NCE=2)")
     return method_over, sections
+
+
+def _method_names() -> list[str]:
+    from methods.registry import names
+
+    return names()
 
 
 def build_section(cls, overrides: Mapping[str, Any], base=None):

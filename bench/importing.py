@@ -162,11 +162,9 @@ def import_checkpoint(method_name: str, path: Path | list[Path], *, net: str | N
 
 def track_import(cfg, target: Path, source: Path | list[Path], net: str, scores: dict) -> str | None:
     """One finished MLflow run for an imported checkpoint: its scores as both `last/` and `best/` (one checkpoint)."""
-    import json
-
     from bench.runner import _flatten_results, git_commit, write_tracking_record
     from bench.tracking import (TAG_DATASET, TAG_DIRECTION, TAG_GIT_COMMIT, TAG_KIND, TAG_METHOD, TAG_PRESET,
-                                TAG_PROTOCOL_PREFIX, TAG_RUN_DIR, TAG_SEED, Tracker)
+                                TAG_RUN_DIR, TAG_SEED, Tracker, protocol_tags)
 
     tags = {TAG_METHOD: cfg.method, TAG_DATASET: cfg.dataset, TAG_SEED: "0", TAG_KIND: "import",
             TAG_DIRECTION: cfg.data.direction or "default", TAG_PRESET: cfg.preset, TAG_GIT_COMMIT: git_commit(),
@@ -180,8 +178,7 @@ def track_import(cfg, target: Path, source: Path | list[Path], net: str, scores:
     tracker.log_metrics({**_flatten_results("last", results), **_flatten_results("best", results)}, step=0)
     for metric, r in results.items():
         if r.get("fingerprint"):
-            tracker.set_tags({f"{TAG_PROTOCOL_PREFIX}{metric}": json.dumps(r["fingerprint"], sort_keys=True,
-                                                                           default=str)[:5000]})
+            tracker.set_tags(protocol_tags(metric, r["fingerprint"]))  # short flat tags, like benchmark runs
         if r.get("unavailable"):
             tracker.set_tags({f"bench.unavailable.{metric}": r["unavailable"][:5000]})
     tracker.log_artifact(target / "metrics.json")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from bench.errors import DataError, UsageError
+from bench.formatting import human
 from bench.metrics import catalog
 from bench.published import parse_setting
 from bench.tables import dataset_label, finished_runs, method_label, method_order
@@ -116,7 +117,12 @@ def curves_frame(runs, client, metric: str):
 
     done = finished_runs(runs)
     done = done[done["study"] == ""]
-    hist = metric_histories(client, done["run_id"], f"eval/{metric}")
+    from bench.tracking import metric_key
+
+    hist = metric_histories(client, done["run_id"], metric_key(metric, "eval"))
+    if metric_key(metric) != metric:  # runs logged before keys carried their unit
+        missing = [r for r in done["run_id"] if r not in hist]
+        hist.update(metric_histories(client, missing, f"eval/{metric}"))
     rows = []
     for _, run in done.iterrows():
         for epoch, value in hist.get(run["run_id"], []):
@@ -171,6 +177,29 @@ def curves_legend_title(seeds: Sequence[int], bands: bool) -> str:
 
 
 # ------------------------------------------------------------------------------------------ metric vs swept value
+def value_axis(ax, values: Sequence[float], *, log: bool | None = None, axis: str = "x") -> None:
+    """An axis of hyperparameter values: log scale for log-sampled or widely spread positive values (base 2
+    when every value is a power of two, as for patch counts), ticks at the values when there are few, every
+    label to 3 significant digits (`human`)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    values = sorted({float(v) for v in values})
+    if not values:
+        return
+    spread = values[0] > 0 and values[-1] / values[0] >= 8
+    if log is None:
+        log = spread and len(values) > 2
+    set_scale = ax.set_xscale if axis == "x" else ax.set_yscale
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if log and values[0] > 0:
+        powers_of_two = all(v.is_integer() and int(v) & (int(v) - 1) == 0 for v in values)
+        set_scale("log", base=2 if powers_of_two else 10)
+    if len(values) <= 8:
+        (ax.set_xticks if axis == "x" else ax.set_yticks)(values)
+        target.set_minor_formatter(NullFormatter())
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: human(float(v))))
+
+
 def _as_number(text: str) -> float | None:
     try:
         return float(text)
@@ -238,15 +267,11 @@ def plot_sweep(frame, metric: str, param: str | None = None, baseline: Mapping[t
                     ax.plot(xs, ys, linestyle="none", marker="s", markerfacecolor="none", color=color,
                             label=f"{method_label(method)} (paper)")
         if numeric:
-            xs = sorted(position.values())
-            if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
-                ax.set_xscale("log", base=2)
-            ax.set_xticks(xs)
-            ax.set_xticklabels([f"{x:g}" for x in xs])
+            value_axis(ax, list(position.values()))
             ax.minorticks_off()
         else:
             ax.set_xticks(list(position.values()))
-            ax.set_xticklabels(categories)
+            ax.set_xticklabels([human(c) for c in categories])
         ax.set_xlabel(param)
         ax.set_ylabel(f"{select} {_axis_label(metric)}")
         ax.grid(True, linewidth=0.3, alpha=0.5)
@@ -511,4 +536,5 @@ def make_figures(out_dir: str | Path, *, metric: str = "fid", tracking_uri: str 
 
 
 __all__ = ["COLUMN_WIDTH_IN", "FONT_PT", "PAGE_WIDTH_IN", "curves_frame", "fetch_test_images", "grid_from_runs", "make_figures",
-           "metric_histories", "paper_style", "plot_curves", "plot_sweep", "qualitative_grid", "save", "sweep_frame"]
+           "metric_histories", "paper_style", "plot_curves", "plot_sweep", "qualitative_grid", "save", "sweep_frame",
+           "value_axis"]

@@ -394,7 +394,9 @@ def execute(the_plan: Plan, progress=None, run_fn=None) -> Executed:
             done.failed[name] = config_difference(r.cfg)
             continue
         try:
-            run_fn(r.cfg, resume=(r.run_dir / "config.json").is_file(), progress=progress)
+            # A bench.progress Reporter hands each run its own handle (run k of N).
+            handle = progress.run(name) if hasattr(progress, "run") else progress
+            run_fn(r.cfg, resume=(r.run_dir / "config.json").is_file(), progress=handle)
             done.trained.append(name)
         except KeyboardInterrupt:
             raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from bench import seeding
 from bench.checkpoint import atomic_write_json, atomic_write_text, remove_stale_temps
 from bench.config import SECTIONS, RunConfig, build_section, config_hash_of, split_overrides
 from bench.errors import BenchError, CheckpointError, ConfigError
+from bench.tracking import git_commit  # noqa: F401 - the run's commit tag; importable from here too
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
 
     cls = methods.get(method)
     spec = get_spec(dataset)  # validates the name
-    method_over, sections = split_overrides(dict(overrides or {}), cls.Config)
+    method_over, sections = split_overrides(dict(overrides or {}), cls.Config, method=method)
     method_cfg = cls.make_config(preset, method_over, dataset=dataset)
     seed = seeding.check_seed(seed)
     data_over = dict(sections["data"])
@@ -128,30 +128,71 @@ def method_fits(method: str, dataset: str) -> str | None:
     return None
 
 
-def git_commit() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _flatten_results(prefix: str, results: dict[str, Any]) -> dict[str, float]:
-    """MetricResult dicts -> MLflow metrics `<prefix>/<metric>`, `_std`, `_<detail>`."""
+    """MetricResult dicts -> MLflow metrics `<prefix>/<metric key>`, `_std`, `_<detail>` (keys with units)."""
+    from bench.tracking import metric_key
+
     out: dict[str, float] = {}
     for name, r in results.items():
         if r.get("value") is None:
             continue
-        out[f"{prefix}/{name}"] = float(r["value"])
+        key = metric_key(name, prefix)
+        out[key] = float(r["value"])
         if r.get("std") is not None:
-            out[f"{prefix}/{name}_std"] = float(r["std"])
+            out[f"{key}_std"] = float(r["std"])
         for k, v in (r.get("details") or {}).items():
             if isinstance(v, (int, float)):
-                out[f"{prefix}/{name}_{k}"] = float(v)
+                out[f"{key}_{k}"] = float(v)
     return out
+
+
+def non_default_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings of `cfg` that differ from its method's `preset` defaults (`--set` and flags), flattened."""
+    from bench.tracking import flatten
+
+    try:
+        base = build_run_config(cfg.method, cfg.dataset, cfg.seed, cfg.preset)
+    except BenchError:
+        return {}
+    ours, theirs = flatten(cfg.algorithm_dict()), flatten(base.algorithm_dict())
+    return {k.removeprefix("method_cfg."): v for k, v in ours.items()
+            if theirs.get(k) != v and not k.startswith("data.root")}
+
+
+def _settings_text(settings: Mapping[str, Any]) -> str:
+    from bench.formatting import human
+
+    return ", ".join(f"{k}={human(v)}" for k, v in sorted(settings.items())) or "none"
+
+
+#: Params whose config value is a sentinel (0 = "all" / "auto"); the run logs what they resolved to.
+_RESOLVED_PARAMS = ("eval.n_test", "train.eval_n", "train.eval_every")
+
+
+def _resolved_params(cfg: RunConfig, trainer, evaluator) -> dict[str, str]:
+    n_src = len(evaluator.data.sources)
+    return {"eval.n_test": str(n_src if cfg.eval.n_test <= 0 else min(cfg.eval.n_test, n_src)),
+            "train.eval_n": str(n_src if cfg.train.eval_n <= 0 else min(cfg.train.eval_n, n_src)),
+            "train.eval_every": str(trainer.eval_every)}
+
+
+def _log_dataset(tracker, cfg: RunConfig, train_ds, evaluator) -> None:
+    """The dataset as an MLflow input: name (+ direction), root folder, split sizes and a content digest."""
+    from bench.tracking import files_digest
+
+    test = evaluator.data
+    paths = [r.path for r in (*train_ds.A, *train_ds.B)] + test.sources.paths + test.targets.paths
+    profile = {"train_A": train_ds.len_A, "train_B": train_ds.len_B, "test_A": len(test.sources),
+               "test_B": len(test.targets), "direction": train_ds.direction}
+    if cfg.data.max_train:
+        profile["max_train"] = cfg.data.max_train
+    try:
+        digest = files_digest(paths, train_ds.root)
+    except OSError as exc:
+        log.warning("dataset digest of %s not computed: %s", train_ds.root, exc)
+        digest = "unknown"
+    tracker.log_input(f"{cfg.dataset}:{train_ds.direction}", digest=digest, source=train_ds.root.resolve(),
+                      profile=profile)
 
 
 def _summary(results: dict[str, Any]) -> dict[str, float | None]:
@@ -236,17 +277,19 @@ def preflight(cfg: RunConfig):
 
 def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, parent_run_id: str | None = None,
             on_eval: Callable[[int, dict[str, float]], None] | None = None,
-            swept: Mapping[str, Any] | None = None, progress=None) -> RunResult:
+            swept: Mapping[str, Any] | None = None, progress=None, kind: str | None = None) -> RunResult:
     """Train and evaluate one (method, dataset, seed); track in MLflow; never lose what was written.
 
     Settings and data are checked first (`preflight`); then the run folder decides (bench.run_folder): a new
     run, the same run started again (nothing was saved), `resume`, or a finished run kept as it is
     (`RunResult.kept`). `restart` moves an existing folder aside and starts over.
+    `kind` is the run's `bench.kind` tag: "trial" for the seeds of a study trial, else "benchmark" by default.
+    `progress` is a `bench.progress` run handle (or None).
     """
     import methods
     from bench.evaluation import Evaluator
     from bench.run_folder import decide
-    from bench.tracking import Tracker
+    from bench.tracking import TAG_DEVICE, TAG_OVERRIDES, Tracker, protocol_tags, run_name
     from bench.train import Trainer, load_best_into, load_last_nets_into
 
     t_start = time.perf_counter()
@@ -280,23 +323,27 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
 
     run_id_file = run_dir / "mlflow_run_id.txt"
     prev_run_id = decision.resume_run_id
+    device_used = str(device)
+    settings = non_default_settings(cfg)
     tags = {"bench.method": cfg.method, "bench.dataset": cfg.dataset, "bench.seed": str(cfg.seed),
             "bench.direction": cfg.data.direction or "default", "bench.preset": cfg.preset,
             "bench.git_commit": git_commit(), "bench.run_dir": str(run_dir.resolve()),
             "bench.config_hash": cfg.config_hash(), "bench.status": "running",
-            "bench.device": cfg.train.device}
+            TAG_DEVICE: device_used, TAG_OVERRIDES: _settings_text(settings)}
     if cfg.study:
         tags["bench.study"] = cfg.study
     if cfg.trial is not None:
         tags["bench.trial"] = str(cfg.trial)
     if swept:
         tags["bench.swept"] = json.dumps(dict(swept), sort_keys=True, default=str)
-    params = cfg.flat_params()
+    name = run_name(cfg.method, cfg.seed, cfg.preset, settings, cfg.run_name_suffix)
+    params = {k: v for k, v in cfg.flat_params().items() if k not in _RESOLVED_PARAMS}  # logged once resolved
     if eval_changes:  # MLflow params are immutable: the changed eval settings go to a tag instead
         params = {k: v for k, v in params.items() if k.removeprefix("eval.") not in eval_changes}
         tags["bench.eval_changed_on_resume"] = json.dumps(eval_changes, sort_keys=True, default=str)
-    start = dict(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=cfg.run_name, tags=tags,
-                 params=params, parent_run_id=parent_run_id)
+    start = dict(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=name, tags=tags,
+                 params=params, parent_run_id=parent_run_id, kind=kind or ("trial" if cfg.study else "benchmark"),
+                 system_metrics=True)
     try:
         tracker = Tracker.start(run_id=prev_run_id, **start)
     except BenchError:
@@ -309,6 +356,8 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         write_tracking_record(run_dir, tracker)
     if decision.replaced_run_id and decision.replaced_run_id != tracker.run_id:
         mark_replaced(tracker, decision.replaced_run_id, decision.moved_to)
+    if progress:
+        progress.set_name(name)
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", run_dir, tracker.run_id,
                        selected_by=cfg.train.select_metric)
     try:
@@ -327,6 +376,9 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval,
                           origin_hashes=origin_hashes)
         schedule = _record_schedule(cfg, trainer, tracker, method)
+        tracker.log_params({k: v for k, v in _resolved_params(cfg, trainer, evaluator).items()
+                            if k.removeprefix("eval.") not in eval_changes})  # a changed one is in the tag
+        _log_dataset(tracker, cfg, train_ds, evaluator)
         trainer.setup(resume=resume)
         trainer.run(progress)
         state = trainer.state
@@ -339,18 +391,26 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
                                                     "cut": schedule.cuts}}
         method.eval()
         last_epoch = state.epoch - 1 if state.batch_pos == 0 else state.epoch
+        # Summary metrics (one number per run) sit at step 0: MLflow charts them as values, not curve points.
+        if progress:
+            progress.phase(f"final evaluation: last weights on {_resolved_params(cfg, trainer, evaluator)['eval.n_test']} "
+                           "test images")
         last = evaluator.full(method, "last")
         metrics_doc["last"] = {"epoch": last_epoch, **last}
-        tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=last_epoch)
+        tracker.log_metrics({**_flatten_results("last", last["metrics"]), "last/epoch": last_epoch}, step=0)
         if method.two_way:
             # Two-way methods are also scored B->A, with the last weights (the official protocol), before the
             # best weights are loaded.
+            if progress:
+                progress.phase("final evaluation: reverse direction (last weights)")
             rev_scores = Evaluator(cfg, run_dir, device, direction="BtoA").full(method, "last")
             metrics_doc["reverse"] = {"direction": "BtoA", "weights": "last", "epoch": last_epoch, **rev_scores}
-            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=last_epoch)
+            tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=0)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
         recovered = None
         if cfg.eval.score_best and best_epoch != last_epoch:
+            if progress:
+                progress.phase(f"final evaluation: best weights (epoch {best_epoch})")
             try:
                 load_best_into(method, run_dir, cfg, origin_hashes=origin_hashes)
             except CheckpointError as exc:
@@ -370,10 +430,12 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
             metrics_doc["best"].update(recovered=recovered, history_best_epoch=int(state.best["epoch"]),
                                        selected_by="last (best.pt unusable)")
             tracker.set_tags({"bench.best_recovered": recovered[:5000]})
-        tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=best_epoch)
-        for name, r in last["metrics"].items():
-            if r.get("fingerprint"):
-                tracker.set_tags({f"bench.protocol.{name}": json.dumps(r["fingerprint"], sort_keys=True, default=str)[:5000]})
+        tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=0)
+        fingerprints = {name: r["fingerprint"] for name, r in last["metrics"].items() if r.get("fingerprint")}
+        for name, fingerprint in fingerprints.items():
+            tracker.set_tags(protocol_tags(name, fingerprint))
+        if fingerprints:
+            tracker.log_dict(json.loads(json.dumps(fingerprints, default=str)), "protocol.json")
         for name, reason in _unavailable_reasons(last["metrics"], run_dir).items():  # tables say why a cell is empty
             tracker.set_tags({f"bench.unavailable.{name}": reason[:5000]})
         atomic_write_json(run_dir / "metrics.json", metrics_doc)
@@ -381,13 +443,21 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         for sub in ("inputs", "outputs", "targets"):  # targets: the ground truth, for aligned datasets
             d = run_dir / "eval" / "last" / "test" / sub
             if d.is_dir():
-                tracker.log_artifacts(d, f"test/{sub}")
+                tracker.log_artifacts(d, f"test/{sub}")  # the files `bench plot` draws its grids from
+        outputs = run_dir / "eval" / "last" / "test" / "outputs"
+        for path in sorted(outputs.glob("*.png")) if outputs.is_dir() else []:
+            # Stepped images: Compare shows each test image of several runs side by side.
+            tracker.log_image(path, key=f"test/{path.stem}", step=last_epoch)
         tracker.set_tags({"bench.status": "finished"})
         tracker.finish("FINISHED")
         result.status = "finished"
         (run_dir / "error.txt").unlink(missing_ok=True)  # an earlier attempt's error no longer applies
+        if progress:
+            progress.done("finished")
         _scores_from_doc(result, metrics_doc)
     except BaseException as exc:
+        if progress:
+            progress.done("pruned" if _is_pruned(exc) else "failed")
         if _is_pruned(exc):
             tracker.set_tags({"bench.status": "pruned"})
             tracker.finish("KILLED", error="pruned by the study's pruner")

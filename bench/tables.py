@@ -5,7 +5,10 @@ Three stages, each a plain function on DataFrames so they can be tested and reus
    `results/published/*.csv` (validated).
 2. `summarize` turns runs into long-form cells: one row per (table row, dataset, direction, metric) with the mean,
    std and count over seeds, the published value beside it, and the protocol differences from the paper's.
-3. `render` lays the cells out like the papers: methods as rows, datasets x metrics as columns, best in bold.
+3. `layout` + `render` lay the cells out like the papers: methods (or a study's parameters) as rows, datasets x
+   metrics as columns, bold where a value is tied with its column's best (Welch t-test over seeds), rendered as
+   Markdown, CSV, or LaTeX through pandas' Styler (booktabs + siunitx). Study tables (`bench.studies.report`)
+   are `Table`s too and go through the same renderer.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from bench.errors import UsageError, closest
+from bench.formatting import human
 from bench.metrics import catalog
 from bench.published import format_setting, in_bench_unit, method_label, method_order, parse_setting
 from bench.published import load as load_published
@@ -71,7 +77,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
     import pandas as pd
 
     from bench.schedule import TAG_SCHEDULE_CUT
-    from bench.tracking import TAG_KIND, TAG_PROTOCOL_PREFIX, make_client
+    from bench.tracking import TAG_KIND, bench_key, make_client, read_protocols
 
     client = client or make_client(tracking_uri)
     experiments = client.search_experiments(max_results=50000)
@@ -91,13 +97,7 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
         if methods and tags["bench.method"] not in methods:
             continue
         dataset = tags.get("bench.dataset", "")
-        protocols = {}
-        for key, value in tags.items():
-            if key.startswith(TAG_PROTOCOL_PREFIX):
-                try:
-                    protocols[key[len(TAG_PROTOCOL_PREFIX):]] = json.loads(value)
-                except ValueError:
-                    protocols[key[len(TAG_PROTOCOL_PREFIX):]] = {"unparsed": value}
+        protocols = read_protocols(tags)
         try:
             swept = json.loads(tags.get("bench.swept") or "{}")
         except ValueError:
@@ -111,7 +111,8 @@ def load_runs(tracking_uri: str | None = None, *, datasets: Sequence[str] | None
             "swept": swept, "setting": format_setting(swept),
             "status": tags.get("bench.status", run.info.status.lower()), "mlflow_status": run.info.status,
             "error": tags.get("bench.error", ""), "start_time": run.info.start_time,
-            "run_dir": tags.get("bench.run_dir", ""), "metrics": dict(run.data.metrics), "protocols": protocols,
+            "run_dir": tags.get("bench.run_dir", ""),
+            "metrics": {bench_key(k): v for k, v in run.data.metrics.items()}, "protocols": protocols,
             "unavailable": {k[len("bench.unavailable."):]: v for k, v in tags.items()
                             if k.startswith("bench.unavailable.")},
             "kind": tags.get(TAG_KIND, "benchmark"),
@@ -173,6 +174,10 @@ class Table:
     options: TableOptions
     footnotes: list[str] = field(default_factory=list)
     title: str = ""
+    #: Names of the leading label columns; each cell's `labels` holds its row's texts for them.
+    label_names: tuple[str, ...] = ("Method",)
+    #: Legend lines that apply to this table (e.g. what a pruned mark means), printed with the rule for bold.
+    notes: list[str] = field(default_factory=list)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -199,7 +204,7 @@ def protocol_differences(fingerprint: Mapping[str, Any], metric: str, dataset: s
     """How one reproduced number was scored differently from the papers (one phrase per difference)."""
     notes = []
     if preset and preset != PAPER_PROTOCOL["preset"]:
-        notes.append(f"`{preset}` preset (not the paper's sizes and schedule)")
+        notes.append(f"{preset} preset (not the paper's sizes and schedule)")
     size = fingerprint.get("image_size")
     if size is not None and int(size) != PAPER_PROTOCOL["image_size"]:
         notes.append(f"{size}px images (paper: {PAPER_PROTOCOL['image_size']})")
@@ -264,8 +269,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
         label = method_label(method)
         if kind == "study":
             # The method is the row's name already: "QS-Attn (Local): num_patches=64", not "...: method=...; ...".
-            shown = "; ".join(p for p in setting.split("; ") if not p.startswith("method=")) if setting else ""
-            label = (f"{label}: {shown}" if shown else label) if multi_method_study or not setting else setting
+            shown = "; ".join(f"{k}={human(v)}" for k, v in parse_setting(setting).items() if k != "method")
+            label = (f"{label}: {shown}" if shown else label) if multi_method_study or not setting else shown
         elif kind == "baseline":
             label = f"{label} (baseline)"
         elif kind == "import":
@@ -285,7 +290,8 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
             epochs = [int(m[f"{options.select}/epoch"]) for m in group["metrics"] if f"{options.select}/epoch" in m]
             rec = {"row": row_label(method, preset, setting, kind), "method": method, "preset": preset,
                    "setting": setting, "kind": kind, "dataset": dataset, "direction": direction, "metric": metric,
-                   "mean": float("nan"), "std": float("nan"), "n": len(vals), "seeds": sorted(group["seed"]),
+                   "mean": float("nan"), "std": float("nan"), "n": len(vals), "values": vals,
+                   "seeds": sorted(group["seed"]),
                    "epochs": epochs, "n_pruned": 0, "published": float("nan"), "published_paper": "",
                    "published_table": "", "diff": float("nan"), "marks": []}
             if kind == "study":
@@ -323,18 +329,51 @@ def summarize(runs, options: TableOptions, published=None) -> Table:
                 records.append({"row": row_label(method, preset, setting, "study"), "method": method,
                                 "preset": preset, "setting": setting, "kind": "study", "dataset": dataset,
                                 "direction": direction, "metric": metric, "mean": float("nan"), "std": float("nan"),
-                                "n": 0, "seeds": sorted(group["seed"]), "epochs": [], "n_pruned": len(group),
+                                "n": 0, "values": [], "seeds": sorted(group["seed"]), "epochs": [],
+                                "n_pruned": len(group),
                                 "published": float("nan"), "published_paper": "", "published_table": "",
                                 "diff": float("nan"), "marks": [mark]})
     records.sort(key=_row_order)
-    cells = pd.DataFrame(records, columns=["row", "method", "preset", "setting", "kind", "dataset", "direction",
-                                           "metric", "mean", "std", "n", "seeds", "epochs", "n_pruned", "published",
-                                           "published_paper", "published_table", "diff", "marks"])
+    cells = pd.DataFrame(records, columns=CELL_COLUMNS[:-1])
     if options.published and published is not None and len(published):
         cells = _attach_published(cells, published, options, notes, row_label)
+    label_names = ("Method",)
+    if options.study and len(cells):
+        label_names, labels = _study_labels(cells, multi_method_study, multi_preset)
+        cells["labels"] = labels
+    else:
+        cells["labels"] = [(row,) for row in cells["row"]]
     title = (f"Study {options.study}" if options.study else "Methods") + f" ({epoch_label(options.select)}, " + \
         ", ".join(METRIC_LABELS.get(m, m) for m in options.metrics) + ")"
-    return Table(cells=cells, options=options, footnotes=notes.texts, title=title)
+    return Table(cells=cells, options=options, footnotes=notes.texts, title=title, label_names=label_names)
+
+
+#: The long-form cell columns every table (runs or study) is made of.
+CELL_COLUMNS = ["row", "method", "preset", "setting", "kind", "dataset", "direction", "metric", "mean", "std", "n",
+                "values", "seeds", "epochs", "n_pruned", "published", "published_paper", "published_table", "diff",
+                "marks", "labels"]
+
+
+def _study_labels(cells, multi_method: bool, multi_preset: bool) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Label columns of a study view: one per swept parameter (3 significant digits), Method when it varies."""
+    names: list[str] = []
+    for setting in cells["setting"]:
+        names += [k for k in parse_setting(setting) if k != "method" and k not in names]
+    label_names = tuple(names) + (("Method",) if multi_method or not names else ()) + \
+        (("Preset",) if multi_preset else ())
+    labels = []
+    for c in cells.to_dict("records"):
+        if c["kind"] == "study":
+            params = parse_setting(c["setting"])
+            texts = [human(params[k]) if k in params else "—" for k in names]
+            if multi_method or not names:
+                texts.append(method_label(c["method"]))
+        else:  # baseline / published rows: their name in the first column
+            texts = [c["row"].split(" [")[0]] + [""] * (len(label_names) - 1 - (1 if multi_preset else 0))
+        if multi_preset:
+            texts.append(c["preset"])
+        labels.append(tuple(texts))
+    return label_names, labels
 
 
 _KIND_ORDER = {"method": 0, "study": 0, "import": 1, "baseline": 1, "published": 2}
@@ -359,6 +398,29 @@ def _count_pruned(pruned, method: str, setting: str, dataset: str) -> int:
     return int(((pruned["method"] == method) & (pruned["setting"] == setting) & (pruned["dataset"] == dataset)).sum())
 
 
+def citation(source: str, paper: str) -> str:
+    """The paper a published number comes from, as a reader cites it, never the internal file it was copied from:
+    'Hu et al., QS-Attn ..., CVPR 2022 (arXiv 2203.08483) Table 1' -> the same without 'Table 1' (the note names
+    the table); 'shared/papers/003_x.txt (Hu et al., QS-Attn, CVPR 2022) Table 1' -> 'Hu et al., QS-Attn, CVPR 2022';
+    the paper id when the source names nothing."""
+    text = (source or "").strip()
+    head = text.split(" ", 1)[0]
+    if "/" in head or re.search(r"\.(txt|md|pdf|csv)$", head):  # an internal file first: its parenthesised reference
+        found = re.findall(r"\(([^()]*\d{4}[^()]*)\)", text)
+        return found[0].split(";")[0].strip() if found else paper
+    cited = re.match(r"[^()]*\([^()]*\d{4}[^()]*\)", text)  # up to '(arXiv 2203.08483)': what comes after is where
+    if cited:                                              # in the paper (named by the note) and how it was read
+        return cited.group(0).strip()
+    text = re.split(r"[\s,;]+(?:Table|Tab\.|Fig\.|Figure|Sec\.)\s", text)[0]
+    return text.strip() or paper
+
+
+def published_note(paper: str, table: str, source: str) -> str:
+    """'Published: Hu et al., QS-Attn, CVPR 2022, Table 1.'"""
+    where = f"Table {table}" if str(table)[:1].isdigit() else str(table)
+    return f"Published: {citation(source, paper)}, {where}." if where else f"Published: {citation(source, paper)}."
+
+
 def _attach_published(cells, published, options: TableOptions, notes: _Notes, row_label):
     """Fill the published column and the difference; add published-only method rows (main tables)."""
     import pandas as pd
@@ -368,6 +430,9 @@ def _attach_published(cells, published, options: TableOptions, notes: _Notes, ro
         pub = pub[pub["dataset"].isin(options.datasets)]
     sources: dict[tuple[str, str], str] = {}
     cells = cells.copy()
+    # Marks about a published number (source, unit conversion, other papers' values) go on the row's label,
+    # so the number columns stay plain numbers that siunitx aligns.
+    cells["published_marks"] = [[] for _ in range(len(cells))]
     for i, cell in cells.iterrows():
         want = parse_setting(cell["setting"])
         cand = pub[(pub["method"] == cell["method"]) & (pub["dataset"] == cell["dataset"])
@@ -385,14 +450,14 @@ def _attach_published(cells, published, options: TableOptions, notes: _Notes, ro
         cells.at[i, "published_table"] = chosen["table"]
         sources[(chosen["paper"], chosen["table"])] = chosen["source"]
         if chosen["unit"] not in ("", catalog.get(chosen["metric"]).unit):
-            cells.at[i, "marks"] = cells.at[i, "marks"] + [notes.mark(
+            cells.at[i, "published_marks"] = cells.at[i, "published_marks"] + [notes.mark(
                 f"Published in unit {chosen['unit']!r}, converted to {catalog.get(chosen['metric']).unit!r} "
                 f"({chosen['protocol_note']})")]
         if not math.isnan(cell["mean"]):
             cells.at[i, "diff"] = cell["mean"] - value
         if others:
             alt = ", ".join(f"{o['value']:g} ({o['paper']} T{o['table']})" for o in others)
-            cells.at[i, "marks"] = cells.at[i, "marks"] + [notes.mark(
+            cells.at[i, "published_marks"] = cells.at[i, "published_marks"] + [notes.mark(
                 f"{method_label(cell['method'])} {cell['dataset']} {cell['metric']}: other published values {alt}")]
     if not options.study:
         # Published-only rows (methods the papers compare with but that were not run here), like the papers.
@@ -417,20 +482,86 @@ def _attach_published(cells, published, options: TableOptions, notes: _Notes, ro
             sources[(chosen["paper"], chosen["table"])] = chosen["source"]
             extra.append({"row": method_label(method), "method": method, "preset": "", "setting": "",
                           "kind": "published", "dataset": dataset, "direction": direction, "metric": metric,
-                          "mean": float("nan"), "std": float("nan"), "n": 0, "seeds": [], "epochs": [],
+                          "mean": float("nan"), "std": float("nan"), "n": 0, "values": [], "seeds": [],
+                          "epochs": [],
                           "n_pruned": 0, "published": value, "published_paper": chosen["paper"],
-                          "published_table": chosen["table"], "diff": float("nan"), "marks": []})
+                          "published_table": chosen["table"], "diff": float("nan"), "marks": [],
+                          "published_marks": []})
         if extra:
             cells = pd.concat([cells, pd.DataFrame(extra)], ignore_index=True)
-    source_mark = {key: notes.mark(f"Published: {key[0]} Table {key[1]} — {source}")
-                   for key, source in sorted(sources.items())}
+    source_mark = {key: notes.mark(published_note(key[0], key[1], source)) for key, source in sorted(sources.items())}
     # Each published value points at its source footnote.
     cells["published_mark"] = [source_mark.get((p, t), 0)
                                for p, t in zip(cells["published_paper"], cells["published_table"])]
     return cells
 
 
-# ------------------------------------------------------------------------------------------ rendering
+# ------------------------------------------------------------------------------------------ layout
+#: Two values are "significantly different" below this p-value of a two-sided Welch t-test over seeds.
+SIGNIFICANCE_LEVEL = 0.05
+BOLD_RULE = ("Bold: the best mean of each column and every mean not significantly different from it "
+             "(two-sided Welch t-test over seeds, p ≥ 0.05); a value from a single seed is never bold.")
+DELTA_NOTE = "Δ = ours − paper."
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of numbers: a (dataset, direction, metric) and which number (ours, paper or Δ)."""
+
+    dataset: str
+    direction: str
+    metric: str
+    kind: str = "ours"  # ours | paper | delta
+
+    @property
+    def group(self) -> str:
+        return dataset_label(self.dataset, self.direction)
+
+    @property
+    def head(self) -> str:
+        m = catalog.get(self.metric)
+        return f"{m.label}{m.arrow}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One displayed number (NaN = no value: '—'); `blank` when the cell has nothing to say at all."""
+
+    value: float = float("nan")
+    std: float = float("nan")
+    n: int = 0
+    bold: bool = False
+    marks: tuple[int, ...] = ()
+    blank: bool = False
+
+    @property
+    def missing(self) -> bool:
+        return self.value is None or math.isnan(self.value)
+
+
+@dataclass
+class Layout:
+    """The paper layout of a `Table`: label columns, then numbers per (dataset, metric[, ours/paper/Δ])."""
+
+    label_names: tuple[str, ...]
+    rows: list[str]
+    labels: dict[str, tuple[str, ...]]
+    columns: list[Column]
+    entries: dict[tuple[str, Column], Entry]
+    #: Seeds behind each row's reproduced values (distinct counts), for the caption or a Seeds column.
+    seed_counts: dict[str, set[int]]
+    footnotes: list[str]
+    title: str
+    notes: list[str]
+    #: Footnote marks of a whole row (where its published numbers come from), shown after its first label.
+    row_marks: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def uniform_seeds(self) -> int | None:
+        counts = set().union(*self.seed_counts.values()) if self.seed_counts else set()
+        return next(iter(counts)) if len(counts) == 1 else None
+
+
 def _fmt(value: float, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -456,186 +587,389 @@ def dataset_label(dataset: str, direction: str) -> str:
     return f"{dataset} {src}→{dst}" if dst else f"{dataset} {direction}"
 
 
-def _best_rows(cells, columns) -> set[tuple[str, str, str, str]]:
-    """(row, dataset, direction, metric) of the best reproduced mean in each column (ties all bold)."""
-    best = set()
+def _tied(best: Sequence[float], other: Sequence[float]) -> bool:
+    """Whether `other` is not significantly different from `best` (two-sided Welch t-test, both n >= 2)."""
+    from scipy import stats
+
+    if len(best) < 2 or len(other) < 2:
+        return False
+    if list(best) == list(other):
+        return True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # zero variance on both sides: t = ±inf or nan
+        p = stats.ttest_ind(best, other, equal_var=False).pvalue
+    if math.isnan(p):  # both constant: tied exactly when the means agree
+        return math.isclose(sum(best) / len(best), sum(other) / len(other))
+    return p >= SIGNIFICANCE_LEVEL
+
+
+def bold_cells(cells, columns) -> set[tuple[str, str, str, str]]:
+    """(row, dataset, direction, metric) of every value statistically tied with its column's best (BOLD_RULE)."""
+    best_cells = set()
     for d, r, m in columns:
         col = cells[(cells["dataset"] == d) & (cells["direction"] == r) & (cells["metric"] == m)
-                    & cells["mean"].notna()]
+                    & cells["mean"].notna() & (cells["kind"] != "published") & (cells["n"] > 0)]
         if len(col) < 2:
             continue
-        target = col["mean"].max() if catalog.higher_is_better(m) else col["mean"].min()
-        for row in col[col["mean"] == target]["row"]:
-            best.add((row, d, r, m))
-    return best
+        top = col.loc[col["mean"].idxmax() if catalog.higher_is_better(m) else col["mean"].idxmin()]
+        best_values = list(top["values"])
+        if len(best_values) < 2:
+            continue  # a single seed's best proves nothing
+        for _, c in col.iterrows():
+            if c["row"] == top["row"] or _tied(best_values, list(c["values"])):
+                best_cells.add((c["row"], d, r, m))
+    return best_cells
 
 
-def wide(table: Table, fmt: str = "md"):
-    """The paper layout as a DataFrame of strings: rows = methods, columns = (dataset, metric, ours/paper/Δ)."""
-    import pandas as pd
+def layout(table: Table, *, delta: bool = True) -> Layout:
+    """The paper layout: which numbers go where, which are bold, which footnote marks they carry.
 
+    With published numbers each metric gets ours | paper | Δ columns (`delta=False`: ours | paper).
+    """
     cells, opts = table.cells, table.options
-    columns = _columns(cells)
-    best = _best_rows(cells, columns)
+    keys = _columns(cells)
+    show_pub = bool(opts.published and len(cells) and cells["published"].notna().any())
+    kinds = (("ours", "paper", "delta") if delta else ("ours", "paper")) if show_pub else ("ours",)
+    columns = [Column(d, r, m, k) for d, r, m in keys for k in kinds]
+    bold = bold_cells(cells, keys) if len(cells) else set()
     rows = list(dict.fromkeys(cells["row"]))
-    show_pub = opts.published and cells["published"].notna().any()
-
-    def bold(text: str) -> str:
-        return f"**{text}**" if fmt == "md" else (f"\\textbf{{{text}}}" if fmt == "latex" else text)
-
-    def sup(marks: list[int]) -> str:
-        if not marks:
-            return ""
-        joined = ",".join(map(str, sorted(set(marks))))
-        return f"<sup>{joined}</sup>" if fmt == "md" else (f"$^{{{joined}}}$" if fmt == "latex" else f" [{joined}]")
-
-    pm = " $\\pm$ " if fmt == "latex" else " ± "
-
-    def head(m: str) -> str:
-        return f"{catalog.get(m).label}{catalog.get(m).arrow}"
-
-    kinds = ("ours", "paper", "Δ") if show_pub else ("ours",)
-    header = [(dataset_label(d, r), head(m), k) for d, r, m in columns for k in kinds]
-    data: dict[tuple[str, str, str], list[str]] = {key: [] for key in header}
-    for row in rows:
-        for d, r, m in columns:
-            group, arrow_key = dataset_label(d, r), head(m)
-            cell = cells[(cells["row"] == row) & (cells["dataset"] == d) & (cells["direction"] == r)
-                         & (cells["metric"] == m)]
-            if cell.empty:
-                ours, paper, diff = "", "", ""
+    label_names = tuple(table.label_names)
+    labels: dict[str, tuple[str, ...]] = {}
+    entries: dict[tuple[str, Column], Entry] = {}
+    seed_counts: dict[str, set[int]] = {row: set() for row in rows}
+    row_marks: dict[str, set[int]] = {row: set() for row in rows}
+    for c in cells.to_dict("records"):
+        row = c["row"]
+        labels.setdefault(row, tuple(c.get("labels") or (row,)))
+        if show_pub and not math.isnan(c["published"]):
+            row_marks[row].update(m for m in [int(c.get("published_mark") or 0), *(c.get("published_marks") or [])]
+                                  if m)
+        if c["kind"] != "published" and c["n"]:
+            seed_counts[row].add(int(c["n"]))
+        for kind in kinds:
+            col = Column(c["dataset"], c["direction"], c["metric"], kind)
+            if kind == "ours":
+                entry = Entry(blank=True) if c["kind"] == "published" else Entry(
+                    c["mean"], c["std"], int(c["n"]), (row, c["dataset"], c["direction"], c["metric"]) in bold,
+                    tuple(sorted(set(c["marks"]))))
+            elif kind == "paper":
+                entry = Entry(c["published"])
             else:
-                c = cell.iloc[0]
-                if math.isnan(c["mean"]):
-                    ours = "—" if c["kind"] != "published" else ""
-                else:
-                    ours = _fmt(c["mean"], m)
-                    if c["n"] > 1:
-                        ours += pm + _fmt(c["std"], m)
-                    if (row, d, r, m) in best:
-                        ours = bold(ours)
-                    ours += f" (n={c['n']})"
-                ours += sup(c["marks"])
-                paper = _fmt(c["published"], m) if not math.isnan(c["published"]) else "—"
-                if paper != "—" and c.get("published_mark", 0):
-                    paper += sup([int(c["published_mark"])])
-                diff = "—" if math.isnan(c["diff"]) else f"{c['diff']:+.{catalog.get(m).decimals}f}"
-                if fmt == "latex" and diff != "—":
-                    diff = diff.replace("-", "$-$", 1) if diff.startswith("-") else diff
-            data[(group, arrow_key, "ours")].append(ours)
-            if show_pub:
-                data[(group, arrow_key, "paper")].append(paper)
-                data[(group, arrow_key, "Δ")].append(diff)
-    frame = pd.DataFrame(data, index=rows)
-    frame.columns = pd.MultiIndex.from_tuples(header) if header else frame.columns
-    frame.index.name = "Method"
-    return frame
+                entry = Entry(c["diff"])
+            entries[(row, col)] = entry
+    seed_counts = {row: n for row, n in seed_counts.items() if n}
+    notes = []
+    if any(e.bold for e in entries.values()):
+        notes.append(BOLD_RULE)
+    if show_pub and delta:
+        notes.append(DELTA_NOTE)
+    notes += table.notes
+    return Layout(label_names, rows, labels, columns, entries, seed_counts, list(table.footnotes), table.title, notes,
+                  {row: tuple(sorted(m)) for row, m in row_marks.items() if m})
+
+
+def _seeds_text(lay: Layout) -> str:
+    n = lay.uniform_seeds
+    if n is None:
+        return "Mean ± std over seeds (how many: Seeds column)." if lay.seed_counts else ""
+    return "Single seed." if n == 1 else f"Mean ± std over {n} seeds."
+
+
+# ------------------------------------------------------------------------------------------ Markdown
+def _md_entry(entry: Entry, col: Column) -> str:
+    if entry.blank:
+        return ""
+    sup = f"<sup>{','.join(map(str, entry.marks))}</sup>" if entry.marks else ""
+    if entry.missing:
+        return "—" + sup
+    if col.kind == "delta":
+        return f"{entry.value:+.{catalog.get(col.metric).decimals}f}"
+    text = _fmt(entry.value, col.metric)
+    if col.kind == "ours":
+        if entry.n > 1 and not math.isnan(entry.std):
+            text += " ± " + _fmt(entry.std, col.metric)
+        if entry.bold:
+            text = f"**{text}**"
+        if entry.n:
+            text += f" (n={entry.n})"
+    return text + sup
 
 
 def to_markdown(table: Table) -> str:
-    """A GitHub-flavoured Markdown table with numbered footnotes below it."""
-    frame = wide(table, "md")
-    if frame.empty:
+    """A GitHub-flavoured Markdown table with its notes and numbered footnotes below it."""
+    lay = layout(table)
+    if not lay.rows:
         return "_No finished runs match._\n"
-    show_pub = frame.columns.nlevels == 3 and "paper" in set(frame.columns.get_level_values(2))
-    heads = []
-    for group, metric, kind in frame.columns:
-        heads.append(f"{group} {metric}" if kind == "ours" else ("paper" if kind == "paper" else "Δ"))
-    lines = ["| Method | " + " | ".join(heads) + " |",
-             "|:--|" + "|".join("--:" for _ in heads) + "|"]
-    for name, values in frame.iterrows():
-        lines.append(f"| {name} | " + " | ".join(values) + " |")
+    heads = list(lay.label_names) + [f"{c.group} {c.head}" if c.kind == "ours" else
+                                     ("paper" if c.kind == "paper" else "Δ") for c in lay.columns]
+    lines = [f"**{lay.title}**", ""] if lay.title and table.options.study else []
+    lines += ["| " + " | ".join(heads) + " |",
+              "|" + "|".join(":--" for _ in lay.label_names) + "|" + "|".join("--:" for _ in lay.columns) + "|"]
+    for row in lay.rows:
+        labels = list(lay.labels[row]) + [""] * (len(lay.label_names) - len(lay.labels[row]))
+        if row in lay.row_marks:
+            labels[0] += f"<sup>{','.join(map(str, lay.row_marks[row]))}</sup>"
+        values = [_md_entry(lay.entries.get((row, c), Entry(blank=True)), c) for c in lay.columns]
+        lines.append("| " + " | ".join(labels + values) + " |")
     out = "\n".join(lines) + "\n"
-    notes = [f"<sup>{i}</sup> {text}" for i, text in enumerate(table.footnotes, 1)]
-    legend = "Mean ± std over seeds (n = number of seeds); best reproduced value per column in bold"
-    if show_pub:
-        legend += "; Δ = ours − paper"
-    out += "\n" + legend + ".\n"
-    if notes:
-        out += "\n" + "<br>\n".join(notes) + "\n"
+    legend = " ".join(t for t in ["Mean ± std over seeds (n = number of seeds).", *lay.notes] if t)
+    out += "\n" + legend + "\n"
+    if lay.footnotes:
+        out += "\n" + "<br>\n".join(f"<sup>{i}</sup> {text}" for i, text in enumerate(lay.footnotes, 1)) + "\n"
     return out
 
 
-_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}", "$": r"\$", "\\": r"\textbackslash{}", "→": r"$\rightarrow$",
-                  "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "—": "---", "↑": r"$\uparrow$",
-                  "↓": r"$\downarrow$", "−": "$-$", "<": r"\textless{}", ">": r"\textgreater{}"}
+# ------------------------------------------------------------------------------------------ LaTeX
+#: Widths of a two-column article (10 pt): one column and the whole text block. Wider tables become `table*`.
+COLUMN_WIDTH_PT = 229.0
+TEXT_WIDTH_PT = 469.0
+#: (font size command, its size in pt, \tabcolsep in pt), tried in order until the table fits.
+LATEX_SIZES = (("small", 9.0, 6.0), ("footnotesize", 8.0, 4.0), ("scriptsize", 7.0, 3.0))
+_LATEX_SYMBOLS = {"→": r"$\rightarrow$", "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "↑": r"$\uparrow$",
+                  "↓": r"$\downarrow$", "−": "$-$", "≥": r"$\geq$", "≤": r"$\leq$", "—": "---", "–": "--",
+                  "†": r"$^\dagger$", "<": r"\textless{}", ">": r"\textgreater{}", "σ": r"$\sigma$"}
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials and map the few Unicode symbols tables use to math."""
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+    """Text for LaTeX: the few Unicode symbols tables use as math, everything else escaped by pandas."""
+    try:
+        from pandas.io.formats.style_render import _escape_latex_math as escape
+    except ImportError:  # pragma: no cover - pandas moved it; keep a correct (if plainer) escape
+        escape = _escape_fallback
+    mapped = "".join(_LATEX_SYMBOLS.get(ch, ch.replace("$", r"\$")) for ch in str(text))
+    return escape(mapped).replace(r"\textless\{\}", r"\textless{}").replace(r"\textgreater\{\}", r"\textgreater{}")
 
 
-def to_latex(table: Table, caption: str | None = None, label: str = "tab:results") -> str:
-    """A booktabs `table` environment (needs booktabs; `table*` + \\resizebox, i.e. graphicx, when wide)."""
-    frame = wide(table, "latex")
-    if frame.empty:
-        return "% no finished runs match\n"
-    groups = list(dict.fromkeys(frame.columns.get_level_values(0)))
-    spec = "l" + "".join("r" for _ in frame.columns)
-    # More than a column's worth of numbers: span both columns and shrink to the text width (needs graphicx).
-    wide_table = len(frame.columns) > 6
-    env = "table*" if wide_table else "table"
-    lines = [f"\\begin{{{env}}}[t]", "\\centering", "\\small"]
-    if wide_table:
-        lines.append("\\resizebox{\\textwidth}{!}{%")
-    lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
-    top, rules, col = [""], [], 2
-    for g in groups:
-        width = sum(1 for c in frame.columns if c[0] == g)
-        top.append(f"\\multicolumn{{{width}}}{{c}}{{{latex_escape(g)}}}")
-        rules.append(f"\\cmidrule(lr){{{col}-{col + width - 1}}}")
-        col += width
-    lines.append(" & ".join(top) + " \\\\")
-    lines.append(" ".join(rules))
-    sub = ["Method"]
-    for _, metric, kind in frame.columns:
-        sub.append(latex_escape(metric) if kind == "ours" else ("paper" if kind == "paper" else "$\\Delta$"))
-    lines.append(" & ".join(sub) + " \\\\")
-    lines.append("\\midrule")
-    for name, values in frame.iterrows():
-        cells = [latex_escape(name)] + [_latex_cell(v) for v in values]
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}" + ("}" if wide_table else "")]
-    cap = caption or (latex_escape(table.title) + ". Mean $\\pm$ std over seeds (n seeds); best reproduced value in bold.")
-    lines.append(f"\\caption{{{cap}}}")
-    lines.append(f"\\label{{{label}}}")
-    if table.footnotes:
-        lines.append("\\par\\smallskip\\footnotesize\\raggedright")
-        for i, text in enumerate(table.footnotes, 1):
-            lines.append(f"$^{{{i}}}$ {latex_escape(text)}\\\\")
-    lines.append(f"\\end{{{env}}}")
-    return "\n".join(lines) + "\n"
-
-
-def _latex_cell(text: str) -> str:
-    """Escape a rendered cell, keeping the LaTeX we put in on purpose (bold, ±, superscripts, minus)."""
-    keep = ("\\textbf{", "$\\pm$", "$^{", "$-$")
-    out, i = [], 0
-    while i < len(text):
-        for k in keep:
-            if text.startswith(k, i):
-                if k == "\\textbf{":
-                    out.append(k)
-                    i += len(k)
-                else:
-                    end = text.index("$", i + 1) + 1
-                    out.append(text[i:end])
-                    i = end
-                break
+def _escape_fallback(text: str) -> str:
+    out, math_mode = [], False
+    for ch in text:
+        if ch == "$":
+            math_mode = not math_mode
+            out.append(ch)
+        elif math_mode:
+            out.append(ch)
         else:
-            ch = text[i]
-            out.append("}" if ch == "}" else latex_escape(ch))
-            i += 1
+            out.append({"&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                        "~": r"\textasciitilde ", "^": r"\textasciicircum ", "\\": r"\textbackslash "}.get(ch, ch))
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class _NumberFormat:
+    """siunitx `table-format` of one column: digits before/after the point, of the value and its ± part."""
+
+    integer: int
+    decimals: int
+    sign: str = ""
+    unc_integer: int = 0
+
+    def spec(self) -> str:
+        fmt = f"{self.sign}{self.integer}.{self.decimals}" if self.decimals else f"{self.sign}{self.integer}"
+        if self.unc_integer:
+            fmt += f"({self.unc_integer}.{self.decimals})" if self.decimals else f"({self.unc_integer})"
+        return fmt
+
+    def width_em(self) -> float:
+        """Approximate width in em (digits are 0.5 em in Computer Modern)."""
+        width = 0.5 * (self.integer + self.decimals) + (0.28 if self.decimals else 0) + (0.5 if self.sign else 0)
+        if self.unc_integer:
+            width += 1.2 + 0.5 * (self.unc_integer + self.decimals) + (0.28 if self.decimals else 0)
+        return width
+
+
+def _digits(value: float) -> int:
+    return max(1, len(str(int(abs(value))))) if math.isfinite(value) else 1
+
+
+def _number_format(lay: Layout, col: Column) -> _NumberFormat:
+    decimals = catalog.get(col.metric).decimals
+    values = [e for (row, c), e in lay.entries.items() if c == col and not e.blank and not e.missing]
+    integer = max([_digits(e.value) for e in values] or [1])
+    sign = "+" if col.kind == "delta" else ("-" if any(e.value < 0 for e in values) else "")
+    unc = [e.std for e in values if col.kind == "ours" and e.n > 1 and not math.isnan(e.std)]
+    return _NumberFormat(integer, decimals, sign, max([_digits(s) for s in unc]) if unc else 0)
+
+
+def _latex_number(entry: Entry, col: Column) -> str:
+    """An S-column cell: '46.0 \\pm 1.0', '+0.9', '{---}' for no value, marks as zero-width superscripts."""
+    if entry.blank:
+        return "{}"
+    if entry.missing:
+        text = "{---}"
+    elif col.kind == "delta":
+        text = f"{entry.value:+.{catalog.get(col.metric).decimals}f}"
+    else:
+        text = _fmt(entry.value, col.metric)
+        if col.kind == "ours" and entry.n > 1 and not math.isnan(entry.std):
+            text += r" \pm " + _fmt(entry.std, col.metric)
+    if entry.marks:
+        text += r"{\rlap{\textsuperscript{" + ",".join(map(str, entry.marks)) + "}}}"
+    return text
+
+
+def _text_width_em(text: str) -> float:
+    """Rough width of plain text in em (Computer Modern: capitals and wide glyphs ~0.75 em, the rest ~0.5)."""
+    plain = re.sub(r"\$[^$]*\$", "x", text)
+    return sum(0.75 if (ch.isupper() or ch in "mwMW@%") else (0.3 if ch in "il.,:;!|()[]' " else 0.5)
+               for ch in plain)
+
+
+def to_latex(table: Table, caption: str | None = None, label: str = "tab:results") -> str:
+    """A booktabs float through pandas' Styler: siunitx S columns aligned on the point and on ±, the caption
+    above, `table*` when wider than a column. Needs \\usepackage{booktabs} and \\usepackage{siunitx} (v3).
+
+    The first layout that fits a two-column article is taken: one column at \\small or \\footnotesize, else
+    both columns at \\small, \\footnotesize or \\scriptsize; with published numbers, the Δ columns go
+    before anything is shrunk further (the Markdown and CSV keep them).
+    """
+    if not len(table.cells):
+        return "% no finished runs match\n"
+    tried = []
+    for delta in (True, False):
+        lay = layout(table, delta=delta)
+        for env, limit in (("table", COLUMN_WIDTH_PT), ("table*", TEXT_WIDTH_PT)):
+            for size in (LATEX_SIZES[:2] if env == "table" else LATEX_SIZES):
+                width = _estimated_width_pt(lay, size)
+                tried.append(width)
+                if width <= limit:
+                    return _latex_float(lay, env, size, caption, label)
+        if not any(c.kind == "delta" for c in lay.columns):
+            break
+    log.warning("the LaTeX table is about %.0f pt wide, wider than a page (%.0f pt) even at \\%s: show fewer "
+                "metrics or datasets (--metric, --dataset) or split it", min(tried), TEXT_WIDTH_PT, LATEX_SIZES[-1][0])
+    return _latex_float(lay, "table*", LATEX_SIZES[-1], caption, label)
+
+
+def _label_rows(lay: Layout) -> list[list[str]]:
+    rows = [list(lay.labels[row]) + [""] * (len(lay.label_names) - len(lay.labels[row])) for row in lay.rows]
+    for labels, row in zip(rows, lay.rows):
+        if row in lay.row_marks:  # '$^{2,3}$' survives pandas' latex-math escaping as math
+            labels[0] += "$^{" + ",".join(map(str, lay.row_marks[row])) + "}$"
+    return rows
+
+
+def _seed_column(lay: Layout) -> list[str] | None:
+    """Seeds per row when they differ between rows (else the caption says how many)."""
+    if lay.uniform_seeds is not None or not lay.seed_counts:
+        return None
+    return ["/".join(map(str, sorted(lay.seed_counts.get(row, set())))) or "—" for row in lay.rows]
+
+
+def _marked(lay: Layout) -> list[bool]:
+    return [any(lay.entries.get((row, c), Entry()).marks for row in lay.rows) for c in lay.columns]
+
+
+def _estimated_width_pt(lay: Layout, size: tuple[str, float, float]) -> float:
+    """Natural width of the tabular in pt at one font size: an estimate with a margin, to choose the layout.
+
+    Checked against pdflatex (tests/test_tables_latex.py compiles every variant and fails on an overfull box).
+    """
+    _, size_pt, tabcolsep = size
+    em = size_pt * _OPTICAL.get(size_pt, 1.0)
+    label_rows, seeds = _label_rows(lay), _seed_column(lay)
+    widths = [max(_text_width_em(t) for t in [name] + [labels[j] for labels in label_rows]) * em
+              for j, name in enumerate(lay.label_names)]
+    groups: dict[str, float] = {}
+    for col, mark in zip(lay.columns, _marked(lay)):
+        head = col.head if col.kind == "ours" else ("paper" if col.kind == "paper" else "Δ")
+        w = max(_number_format(lay, col).width_em(), _text_width_em(head)) * em + (0.6 * em if mark else 0.0)
+        widths.append(w)
+        groups[col.group] = groups.get(col.group, 0.0) + w + 2 * tabcolsep
+    if seeds is not None:
+        widths.append(max(_text_width_em(t) for t in ["Seeds", *seeds]) * em)
+    total = sum(w + 2 * tabcolsep for w in widths) - 2 * tabcolsep  # @{} at both ends
+    # A dataset name wider than its columns widens them.
+    total += sum(max(0.0, _text_width_em(g) * em + 2 * tabcolsep - w) for g, w in groups.items())
+    return total * 1.10
+
+
+#: Computer Modern's small optical sizes are relatively wider: effective em per point of font size.
+_OPTICAL = {9.0: 1.0, 8.0: 1.04, 7.0: 1.12}
+
+
+def _latex_float(lay: Layout, env: str, size: tuple[str, float, float], caption: str | None, label: str) -> str:
+    import pandas as pd
+
+    size_name, _, sep = size
+    label_rows, seeds = _label_rows(lay), _seed_column(lay)
+    formats = [_number_format(lay, c) for c in lay.columns]
+    marked = _marked(lay)
+    levels = 3 if any(c.kind != "ours" for c in lay.columns) else 2
+
+    def head(col: Column) -> tuple[str, ...]:
+        sub = {"ours": "ours", "paper": "paper", "delta": "Δ"}[col.kind]
+        return (col.group, col.head, sub) if levels == 3 else (col.group, col.head)
+
+    blank = ("",) * (levels - 1)
+    keys = [blank + (name,) for name in lay.label_names] + [head(c) for c in lay.columns]
+    data = [label_rows[i] + [_latex_number(lay.entries.get((row, c), Entry(blank=True)), c) for c in lay.columns]
+            for i, row in enumerate(lay.rows)]
+    if seeds is not None:
+        keys.append(blank + ("Seeds",))
+        data = [r + [s] for r, s in zip(data, seeds)]
+    # Header and label texts are escaped by pandas (latex-math keeps $...$): give it their Unicode-free form.
+    keys = [tuple(_tex_source(k) for k in key) for key in keys]
+    data = [[_tex_source(v) if j < len(lay.label_names) else v for j, v in enumerate(r)] for r in data]
+    frame = pd.DataFrame(data, columns=pd.MultiIndex.from_tuples(keys))
+    n_labels = len(lay.label_names)
+    bold_mask = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for i, row in enumerate(lay.rows):
+        for j, col in enumerate(lay.columns):
+            if lay.entries.get((row, col), Entry()).bold:
+                bold_mask.iloc[i, n_labels + j] = "bfseries: ;"
+    text_cols = list(frame.columns[:n_labels]) + ([frame.columns[-1]] if seeds is not None else [])
+    column_format = "@{}" + "l" * n_labels
+    for fmt, mark in zip(formats, marked):
+        column_format += (f"S[table-format={fmt.spec()},uncertainty-mode=separate,detect-weight,mode=text"
+                          + (",retain-explicit-plus" if fmt.sign == "+" else "") + "]")
+        if mark:
+            column_format += r"!{\hspace{0.6em}}"
+    column_format += ("c" if seeds is not None else "") + "@{}"
+    styles = [{"selector": "vspace", "props": ":{0.5ex};"}, {"selector": size_name, "props": ":;"}]
+    if sep != 6.0:
+        styles.append({"selector": "setlength", "props": f":{{\\tabcolsep}}{{{sep:g}pt}};"})
+    styler = (frame.style.hide(axis="index")
+              .format(escape="latex-math", subset=text_cols)
+              .format_index(escape="latex-math", axis=1)
+              .apply(lambda _: bold_mask, axis=None)
+              .set_table_styles(styles, overwrite=False))
+    cap = caption or latex_escape(". ".join(t.rstrip(".") for t in (lay.title, _seeds_text(lay)) if t) + ".")
+    tex = styler.to_latex(column_format=column_format, hrules=True, caption=cap, label=label, environment=env,
+                          position="t", position_float="centering", multicol_align="c", siunitx=True)
+    tex = _add_cmidrules(tex, lay.columns, n_labels)
+    notes = [latex_escape(t) for t in lay.notes] + [f"$^{{{i}}}$ {latex_escape(t)}"
+                                                      for i, t in enumerate(lay.footnotes, 1)]
+    if notes:
+        block = "\\par\\smallskip\n{\\footnotesize\\raggedright\n" + "\\par\n".join(notes) + "\\par}\n"
+        tex = tex.replace(f"\\end{{{env}}}", block + f"\\end{{{env}}}")
+    return tex
+
+
+def _tex_source(text: str) -> str:
+    """Header text with its Unicode symbols as LaTeX math, ready for pandas' latex-math escaping."""
+    return "".join(_LATEX_SYMBOLS.get(ch, ch) for ch in str(text))
+
+
+def _add_cmidrules(tex: str, columns: list[Column], n_labels: int) -> str:
+    """A \\cmidrule under each dataset's spanning header (booktabs), after the first header row."""
+    spans, start = [], n_labels + 1
+    for group in dict.fromkeys(c.group for c in columns):
+        width = sum(1 for c in columns if c.group == group)
+        spans.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
+        start += width
+    lines = tex.split("\n")
+    top = lines.index("\\toprule")
+    lines.insert(top + 2, " ".join(spans))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ CSV
 def to_csv(table: Table) -> str:
     """The long-form cells as CSV (one row per row × dataset × metric; machine-readable)."""
     cells = table.cells.copy()
-    for col in ("seeds", "epochs", "marks"):
-        cells[col] = [" ".join(map(str, v)) for v in cells[col]]
+    for col in ("seeds", "epochs", "marks", "values", "labels", "published_marks"):
+        if col in cells:
+            cells[col] = [" ".join(map(str, v)) for v in cells[col]]
     cells["footnotes"] = [" | ".join(table.footnotes[m - 1] for m in marks) if marks else ""
                           for marks in table.cells["marks"]]
     return cells.drop(columns=["marks"]).to_csv(index=False)
@@ -645,7 +979,7 @@ FORMATS = {"md": to_markdown, "latex": to_latex, "csv": to_csv}
 
 
 def render(table: Table, fmt: str = "md") -> str:
-    """Render a table as md, latex or csv."""
+    """Render a table as md, latex or csv: every table of bench (runs, studies) goes through here."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     return FORMATS[fmt](table)

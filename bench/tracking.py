@@ -4,26 +4,39 @@ Uses `mlflow.MlflowClient` with explicit run ids (never the fluent `mlflow.start
 resumed run, a nested study trial and a run in a subprocess all write to the run they name.
 
 Schema (what `bench.train` writes and `bench.tables` / `bench.plots` read):
-- experiment = dataset name; run name `<method>/seed<N>`; study trials carry the tag `mlflow.parentRunId`.
-- tags `bench.method`, `bench.dataset`, `bench.direction`, `bench.seed`, `bench.preset`, `bench.study`,
-  `bench.trial`, `bench.git_commit`, `bench.run_dir`, `bench.config_hash`, `bench.status`
+- experiment = dataset name; run name `<method>/<preset>/seed<N>` (+ `+<hash>` of non-default settings);
+  study trials carry the tag `mlflow.parentRunId`.
+- tags `bench.kind` (benchmark / study / trial / import / reproduce: every run has one), `bench.method`,
+  `bench.dataset`, `bench.direction`, `bench.seed`, `bench.preset`, `bench.study`, `bench.trial`,
+  `bench.git_commit`, `bench.run_dir`, `bench.config_hash`, `bench.status`
   (running/finished/failed/pruned/killed/replaced; `bench.replaced_by` names the run that replaced it),
-  `bench.protocol.<metric>` (JSON), `bench.swept` (JSON dict); imported official checkpoints carry
-  `bench.kind=import` and `bench.import.source`.
-- params: the flattened resolved config (`method.<field>`, `data.<field>`, `train.<field>`, `eval.<field>`).
-- metrics: `train/<loss>` (step = iteration), `eval/<metric>` (step = epoch), `last/<metric>`,
-  `best/<metric>`, `best/epoch`, `last/epoch`, stds as `<prefix>/<metric>_std`.
-- artifacts: `config.json`, `metrics.json`, `samples/epoch_<NNNN>.png`, `test/{inputs,outputs}/<stem>.png`
+  `bench.device` (the device used), `bench.overrides` (the non-default settings), `bench.swept` (JSON dict),
+  `bench.protocol.<metric>.<field>` (short flat values; the full fingerprints are the `protocol.json` artifact),
+  MLflow's context tags (`mlflow.source.name`, `mlflow.source.type`, `mlflow.user`, `mlflow.source.git.commit`);
+  imported official checkpoints carry `bench.kind=import` and `bench.import.source`.
+- params: the flattened resolved config (`method.<field>`, `data.<field>`, `train.<field>`, `eval.<field>`), with
+  resolved values where the config holds a sentinel (`eval.n_test` = images scored, not 0).
+- metrics: `train/<loss>` (step = iteration), `eval/<metric>` (step = epoch), and the summary `last/<metric>`,
+  `best/<metric>`, `reverse/<metric>`, `best/epoch`, `last/epoch`, stds as `<prefix>/<metric>_std`, all at step 0
+  (a summary is one number, not a point on a curve). Keys carry the unit (`kid_x100`, `swd_x1e3`, `psnr_db`,
+  `miou_pct`): `metric_key` / `bench_key` convert, from the metric catalogue.
+- images (`log_image`, step = epoch): `samples` (the sample grid of every evaluation), `test/<stem>` (test
+  translations); artifacts: `config.json`, `metrics.json`, `protocol.json`, `test/{inputs,outputs}/<stem>.png`
   (and `test/targets/`, the ground truth, for aligned datasets).
+- inputs: the dataset (`log_input`: name, root, split sizes, content digest).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import getpass
+import hashlib
 import json
 import logging
 import math
 import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +69,131 @@ TAG_PARENT = "mlflow.parentRunId"
 #: What a run is, so benchmark runs can be compared without study trials or imports mixed in.
 TAG_KIND = "bench.kind"
 KINDS = ("benchmark", "study", "trial", "import", "reproduce")
+TAG_DEVICE = "bench.device"
+TAG_OVERRIDES = "bench.overrides"
+#: Summary metrics (one number per run, logged at step 0) by prefix.
+SUMMARY_PREFIXES = ("best", "last", "reverse")
+#: The filter that shows benchmark runs only (no study trials, imports or reproductions), for the MLflow UI.
+BENCHMARK_FILTER = f"tags.`{TAG_KIND}` = 'benchmark'"
+
+# ------------------------------------------------------------------------------------------ metric keys
+#: Unit of a metric in its MLflow key, from the catalogue's unit ("×100" -> kid_x100).
+_UNIT_SUFFIX = {"×100": "x100", "×1e3": "x1e3", "%": "pct", "dB": "db"}
+
+
+def _unit_suffix(name: str) -> tuple[str, str] | None:
+    """(metric name, unit suffix) of `name` (a metric or a detail such as `kid_std`), None without a unit."""
+    from bench.metrics import catalog
+
+    try:
+        metric = catalog.get(name)
+    except UsageError:
+        return None
+    suffix = _UNIT_SUFFIX.get(metric.unit)
+    return (metric.name, suffix) if suffix else None
+
+
+def metric_key(name: str, prefix: str | None = None) -> str:
+    """The MLflow key of a metric: its unit in the name ('kid' -> 'kid_x100', 'kid_std' -> 'kid_x100_std',
+    'swd_level_16' -> 'swd_x1e3_level_16', 'fid' -> 'fid'), under `prefix/` when given."""
+    found = _unit_suffix(name)
+    key = name
+    if found and not name.startswith(f"{found[0]}_{found[1]}"):
+        key = f"{found[0]}_{found[1]}{name[len(found[0]):]}"
+    return f"{prefix}/{key}" if prefix else key
+
+
+def bench_key(key: str) -> str:
+    """The inverse of `metric_key`: 'best/kid_x100_std' -> 'best/kid_std' (keys without a unit unchanged)."""
+    prefix, slash, name = key.rpartition("/")
+    found = _unit_suffix(name)
+    if found and name.startswith(f"{found[0]}_{found[1]}"):
+        name = found[0] + name[len(found[0]) + 1 + len(found[1]):]
+    return f"{prefix}{slash}{name}"
+
+
+def tracking_metrics(values: Mapping[str, float], prefix: str) -> dict[str, float]:
+    """{'fid': 41.2, 'kid': 1.3} -> {'<prefix>/fid': 41.2, '<prefix>/kid_x100': 1.3}."""
+    return {metric_key(k, prefix): v for k, v in values.items()}
+
+
+# ------------------------------------------------------------------------------------------ context
+def git_commit() -> str:
+    """The commit of the bench checkout, '-dirty' when tracked files changed; 'unknown' outside git."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def source_name(argv: list[str] | None = None) -> str:
+    """What started the run, as the MLflow UI's Source column shows it: 'bench run --methods cut ...'."""
+    argv = list(sys.argv if argv is None else argv)
+    path = Path(argv[0]) if argv else Path("python")
+    head = path.parent.name if path.name == "__main__.py" else path.name  # `python -m bench.cli`: the package
+    if head in ("bench", "cli") and "bench" in path.parts or head.startswith("bench"):
+        return truncate(" ".join(["bench", *argv[1:]]), 500)
+    return truncate(" ".join([head, *argv[1:]]), 500)
+
+
+def context_tags() -> dict[str, str]:
+    """MLflow's own context tags (source, user, commit), which its UI shows in the run list and page."""
+    from mlflow.entities import SourceType
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        user = os.environ.get("USER", "unknown")
+    tags = {MLFLOW_SOURCE_NAME: source_name(), MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.LOCAL),
+            MLFLOW_USER: user}
+    commit = git_commit()
+    if commit != "unknown":
+        tags[MLFLOW_GIT_COMMIT] = commit.removesuffix("-dirty")
+    return tags
+
+
+def protocol_tags(metric: str, fingerprint: Mapping[str, Any], limit: int = 120) -> dict[str, str]:
+    """A fingerprint as short flat tags `bench.protocol.<metric>.<field>` (nested fields dotted, long values
+    cut): readable in the MLflow UI; the full fingerprint goes to the `protocol.json` artifact."""
+    return {f"{TAG_PROTOCOL_PREFIX}{metric}.{k}": truncate(to_text(v), limit)
+            for k, v in flatten(dict(fingerprint)).items()}
+
+
+def read_protocols(tags: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """{metric: fingerprint} from a run's tags: flat `bench.protocol.<metric>.<field>` tags, or the JSON blob
+    `bench.protocol.<metric>` of runs logged before flat tags."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in tags.items():
+        if not key.startswith(TAG_PROTOCOL_PREFIX):
+            continue
+        metric, dot, field_name = key[len(TAG_PROTOCOL_PREFIX):].partition(".")
+        if dot:
+            out.setdefault(metric, {})[field_name] = value
+            continue
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = {"unparsed": value}
+        out.setdefault(metric, {}).update(parsed if isinstance(parsed, dict) else {"value": parsed})
+    return out
+
+
+def files_digest(paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> str:
+    """A content digest of image files: sha256 over (path relative to `root`, bytes), in sorted order; 16 hex."""
+    h = hashlib.sha256()
+    for path in sorted({str(p) for p in paths}):
+        rel = os.path.relpath(path, root) if root else path
+        h.update(rel.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # bench.status written by finish() for each MLflow terminal status (callers may override, e.g. "pruned").
@@ -101,9 +239,20 @@ def missing_store(uri: str | None) -> Path | None:
     return path.resolve() if path is not None and not path.is_file() else None
 
 
-def run_name(method: str, seed: int) -> str:
-    """The run name of the schema: `<method>/seed<N>`."""
-    return f"{method}/seed{int(seed)}"
+def run_name(method: str, seed: int, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
+             suffix: str | None = None) -> str:
+    """The run name of the schema: `<method>/<preset>/seed<N>`, then `+<hash>` when settings differ from the
+    preset's (the same hash for the same overrides; `bench.overrides` lists them), then `/<suffix>`."""
+    name = f"{method}/{preset}/seed{int(seed)}" if preset else f"{method}/seed{int(seed)}"
+    if overrides:
+        name += "+" + overrides_hash(overrides)
+    return name + (f"/{suffix}" if suffix else "")
+
+
+def overrides_hash(overrides: Mapping[str, Any]) -> str:
+    """6 hex digits naming a set of non-default settings."""
+    blob = json.dumps({k: to_text(v) for k, v in overrides.items()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:6]
 
 
 def to_text(value: Any) -> str:
@@ -214,6 +363,7 @@ class Tracker:
         self._warned: set[str] = set()
         self._finished = False
         self._status_tag: str | None = None  # last bench.status this tracker set
+        self._system_monitor = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -224,19 +374,29 @@ class Tracker:
     @classmethod
     def start(cls, tracking_uri: str | None = None, experiment: str = "default", run_name: str | None = None,
               run_id: str | None = None, tags: Mapping[str, Any] | None = None,
-              params: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> "Tracker":
+              params: Mapping[str, Any] | None = None, parent_run_id: str | None = None, *,
+              kind: str | None = None, system_metrics: bool = False) -> "Tracker":
         """Start a new run in `experiment`, or resume `run_id` (same run, status back to RUNNING).
 
         Args:
             tracking_uri: explicit URI; None uses $MLFLOW_TRACKING_URI or `sqlite:///mlflow.db`.
             parent_run_id: makes this a nested run (study trial) under that run.
             params: logged once; on resume, existing params must keep their value (MLflow forbids changes).
+            kind: the `bench.kind` tag (one of KINDS; or given in `tags`): every run says what it is, so the
+                UI can show benchmark runs without study trials or imports.
+            system_metrics: log MLflow's system metrics (CPU, memory, disk, GPU) while the run lasts, where
+                psutil is installed (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false turns it off).
         """
         from mlflow.exceptions import MlflowException
 
         uri = absolute_uri(tracking_uri)
         client = make_client(uri)
-        all_tags = {k: to_text(v) for k, v in (tags or {}).items()}
+        kind = kind or (tags or {}).get(TAG_KIND)
+        if (kind is not None or not run_id) and kind not in KINDS:  # a resumed run keeps the kind it has
+            raise UsageError(f"an MLflow run needs {TAG_KIND} (one of {', '.join(KINDS)}), got {kind!r}")
+        all_tags = {**context_tags(), **{k: to_text(v) for k, v in (tags or {}).items()}}
+        if kind:
+            all_tags[TAG_KIND] = kind
         if parent_run_id:
             all_tags[TAG_PARENT] = parent_run_id
         all_tags[TAG_STATUS] = "running"
@@ -257,6 +417,8 @@ class Tracker:
                 tracker._log_tags_strict(all_tags)
                 tracker._log_params_strict(params or {}, existing=run.data.params)
                 log.info("resumed MLflow run %s (%s) at %s", run_id, run.info.run_name, uri)
+                if system_metrics:
+                    tracker._start_system_metrics(resume=True)
                 return tracker
             experiment_id = get_or_create_experiment(client, experiment)
             run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
@@ -271,7 +433,35 @@ class Tracker:
             tracker.finish("FAILED", error="could not log params")
             raise
         log.info("MLflow run %s (%s) in experiment %r at %s", tracker.run_id, run_name, experiment, uri)
+        if system_metrics:
+            tracker._start_system_metrics(resume=False)
         return tracker
+
+    def _start_system_metrics(self, resume: bool) -> None:
+        """MLflow's system-metrics monitor for this run (a daemon thread), where psutil is importable."""
+        if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("false", "0", "no"):
+            return
+        try:
+            import psutil  # noqa: F401 - MLflow's CPU/memory monitors need it
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        except ImportError:
+            log.debug("psutil is not installed: no system metrics for run %s", self.run_id)
+            return
+        try:
+            self._system_monitor = SystemMetricsMonitor(self.run_id, tracking_uri=self.tracking_uri,
+                                                        resume_logging=resume)
+            self._system_monitor.start()
+        except Exception as exc:  # never a reason to stop a run
+            log.warning("system metrics not logged for run %s: %s", self.run_id, exc)
+            self._system_monitor = None
+
+    def _stop_system_metrics(self) -> None:
+        monitor, self._system_monitor = self._system_monitor, None
+        if monitor is not None:
+            try:
+                monitor.finish()
+            except Exception as exc:
+                log.debug("stopping the system metrics of run %s: %s", self.run_id, exc)
 
     @property
     def enabled(self) -> bool:
@@ -406,6 +596,33 @@ class Tracker:
         self._guard("get_metric_history", read)
         return steps
 
+    def log_image(self, image, key: str, step: int = 0) -> bool:
+        """An image under `key` at `step` (MLflow's stepped images: a slider on the run page, side by side in
+        Compare). `image` is a PIL image, an HxWxC uint8 array or a PNG path."""
+        def call():
+            from PIL import Image
+
+            img = image
+            if isinstance(image, (str, os.PathLike)):
+                with Image.open(image) as opened:
+                    img = opened.convert("RGB")
+            self.client.log_image(self.run_id, img, key=key, step=int(step), synchronous=True)
+
+        return self._guard("log_image", call)
+
+    def log_input(self, name: str, *, digest: str, source: str, profile: Mapping[str, Any],
+                  context: str = "train") -> bool:
+        """Record the dataset the run read (MLflow's Datasets column): name, digest, source folder, split sizes."""
+        def call():
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+            from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+            dataset = Dataset(name=name, digest=digest, source_type="local",
+                              source=json.dumps({"uri": str(source)}), profile=json.dumps(dict(profile)))
+            self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
+        return self._guard("log_input", call)
+
     # ---------------------------------------------------------------- end
     def finish(self, status: str = "FINISHED", error: str | None = None, bench_status: str | None = None) -> None:
         """End the run as FINISHED/FAILED/KILLED; the error message goes to tag `bench.error`.
@@ -419,6 +636,7 @@ class Tracker:
             raise UsageError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
         if not self.enabled or self._finished:
             return
+        self._stop_system_metrics()
         preset = self._status_tag if self._status_tag not in (None, "running") else None
         tags = {TAG_STATUS: bench_status or preset or _BENCH_STATUS[status]}
         if error:

@@ -33,6 +33,7 @@ from bench.config import RunConfig
 from bench.errors import CheckpointError, TrainingDiverged
 from bench.images import save_png
 from bench.metrics.catalog import is_better
+from bench.tracking import tracking_metrics
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class Trainer:
         self.eval_every = every
         self.state = LoopState()
         self.schedulers: dict[str, LambdaLR] = {}
+        self.progress = None  # a bench.progress run handle while `run` is going
         #: metric key -> last step MLflow already holds (from before a resume); replayed steps are not re-logged.
         self._logged_until: dict[str, int] = {}
 
@@ -258,10 +260,12 @@ class Trainer:
         max_iters = self.iteration_budget
         sums: dict[str, torch.Tensor] = {}
         count = 0
+        self.progress = progress
+        if progress:
+            progress.start(total=self.total_iterations, completed=min(self.total_iterations, st.iteration),
+                           epochs=self.total_epochs, epoch=st.epoch)
+        means: dict[str, float] = {}
         t0, it0 = time.perf_counter(), st.iteration
-        task = progress.add_task(f"{cfg.method}/{cfg.dataset}/seed{cfg.seed}",
-                                 total=self.total_iterations,
-                                 completed=(st.epoch - 1) * self.n_batches + st.batch_pos) if progress else None
         m.train()
         while st.epoch <= self.total_epochs:
             epoch = st.epoch
@@ -282,14 +286,11 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
                 if st.iteration % cfg.train.log_every == 0 or st.batch_pos == self.n_batches:
-                    means = {f"train/{k}": float(v) / count for k, v in sums.items()}
+                    means = {k: float(v) / count for k, v in sums.items()}
                     sums, count = {}, 0
-                    self._log_metrics(means, step=st.iteration)
-                    if progress:
-                        rate = (st.iteration - it0) / max(1e-9, time.perf_counter() - t0)
-                        desc = " ".join(f"{k[6:]}={v:.3f}" for k, v in list(means.items())[:4])
-                        progress.update(task, completed=(epoch - 1) * self.n_batches + st.batch_pos,
-                                        description=f"ep {epoch}/{self.total_epochs} {rate:.1f} it/s {desc}")
+                    self._log_metrics({f"train/{k}": v for k, v in means.items()}, step=st.iteration)
+                if progress:  # every iteration: the bar's speed and ETA stay current on slow runs
+                    progress.update(completed=st.iteration, epoch=epoch, losses=means)
                 if st.iteration - it0 == ETA_AFTER_ITERATIONS:
                     self._log_eta(time.perf_counter() - t0, st.iteration - it0)
                 if cfg.train.save_every and st.iteration % cfg.train.save_every == 0 and st.batch_pos < self.n_batches:
@@ -311,8 +312,6 @@ class Trainer:
             self.save()
         st.finished = True
         self.save()
-        if progress:
-            progress.update(task, completed=self.total_iterations)
         return st
 
     def _log_eta(self, seconds: float, done: int) -> None:
@@ -339,6 +338,11 @@ class Trainer:
         cfg, st, m = self.cfg, self.state, self.method
         metric = cfg.train.select_metric
         self.check_weights()
+        progress = self.progress
+        if progress:
+            n = len(self.evaluator.data.sources) if cfg.train.eval_n <= 0 else cfg.train.eval_n
+            progress.phase(f"evaluating epoch {epoch}: {metric} on {min(n, len(self.evaluator.data.sources))} "
+                           "test images")
         with preserved_rng():
             m.eval()
             try:
@@ -347,11 +351,13 @@ class Trainer:
                 save_png(self.evaluator.sample_grid(m), grid_path)
             finally:
                 m.train()
-        self.tracker.log_artifact(grid_path, "samples")
+        self.tracker.log_image(grid_path, key="samples", step=epoch)  # the run page's slider over epochs
         entry = {"epoch": epoch, "iteration": st.iteration, **scores}
         st.history = [h for h in st.history if h["epoch"] != epoch] + [entry]
+        if progress:
+            progress.phase(None)
         if scores:
-            self._log_metrics({f"eval/{k}": v for k, v in scores.items()}, step=epoch)
+            self._log_metrics(tracking_metrics(scores, "eval"), step=epoch)
         if metric in scores:
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):

@@ -24,7 +24,7 @@ def test_register_adds_the_eval_subcommand():
     sub = parser.add_subparsers(dest="command")
     cli_eval.register(sub)
     args = parser.parse_args(["eval", "--real", "a", "--fake", "b", "--metrics", "fid,kid", "--protocol", "clean"])
-    assert args.func is cli_eval.cmd_eval and args.metrics == "fid,kid" and args.protocol == "clean"
+    assert args.func is cli_eval.cmd_eval and args.metrics == ["fid", "kid"] and args.protocol == "clean"
 
 
 def test_two_folders_print_a_table_and_write_json(tmp_path, capsys):
@@ -79,7 +79,7 @@ def test_rescoring_a_run_writes_json_and_logs_to_its_mlflow_run(tmp_path):
     fp = doc["metrics"]["swd"]["fingerprint"]
     assert fp["dataset"] == "toy" and fp["direction"] == "AtoB" and fp["seed"] == 0 and "eval/last" in fp["rescored"]
     logged = client.get_run(run_id).data.metrics
-    assert logged["rescored/last/swd"] == pytest.approx(doc["metrics"]["swd"]["value"])
+    assert logged["rescored/last/swd_x1e3"] == pytest.approx(doc["metrics"]["swd"]["value"])  # unit in the key
     assert "rescored/last/l1" in logged
 
 

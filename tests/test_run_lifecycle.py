@@ -261,7 +261,7 @@ def test_import_writes_per_dataset_never_overwrites_and_is_tracked_for_tables(tm
     assert folders == ["latest_net_G", "latest_net_G-2"]
     runs = _client(tmp_path).search_runs([_client(tmp_path).get_experiment_by_name("toy").experiment_id])
     assert len(runs) == 2 and {r.data.tags["bench.kind"] for r in runs} == {"import"}
-    assert all(r.info.status == "FINISHED" and "best/swd" in r.data.metrics for r in runs)
+    assert all(r.info.status == "FINISHED" and "best/swd_x1e3" in r.data.metrics for r in runs)  # unit in the key
     table = render(build_table(TableOptions(metrics=("swd",)), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
     assert "CUT (official checkpoint)" in table
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import pytest
@@ -134,6 +136,8 @@ def test_yaml_errors_and_lookup(tmp_path):
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_spec(bad)
     assert find_spec("qsattn_queries").name == "qsattn_queries.yaml"
+    # The README's `bench study run studies/cut_lr_tpe.yaml` also works outside the repository (cwd = tmp).
+    assert find_spec("studies/cut_lr_tpe.yaml") == REPO / "studies" / "cut_lr_tpe.yaml"
     with pytest.raises(ConfigError, match="did you mean 'qsattn_queries'"):
         find_spec("qsattn_querys")
 
@@ -161,23 +165,32 @@ def _fake_study(spec, rows):
 
 
 def test_study_table_puts_published_numbers_beside_reproduced_ones():
-    from bench.studies.report import render, study_table
+    from bench.studies.report import study_table
+    from bench.tables import render
 
-    spec = load_spec(REPO / "studies" / "qsattn_queries.yaml").with_options(seeds=(0, 1))
-    study = _fake_study(spec, [({"num_patches": 64, "method": "qsattn_global"}, [50.0, 52.0]),
-                               ({"num_patches": 64, "method": "cut"}, [55.0, 57.0]),
-                               ({"num_patches": 64, "method": "qsattn_local"}, [60.0, 60.0])])
+    spec = load_spec(REPO / "studies" / "qsattn_queries.yaml").with_options(seeds=(0, 1, 2))
+    study = _fake_study(spec, [({"num_patches": 64, "method": "qsattn_global"}, [50.0, 51.0, 52.0]),
+                               ({"num_patches": 64, "method": "cut"}, [55.0, 56.0, 57.0]),
+                               ({"num_patches": 64, "method": "qsattn_local"}, [60.0, 60.5, 60.0])])
     table = study_table(study, spec)
-    assert list(table.columns) == ["num_patches", "method", "fid", "fid (paper)", "swd", "swd (paper)", "seeds",
-                                   "status"]
-    rows = {(r.num_patches, r.method): r for r in table.itertuples()}
-    assert rows[64, "qsattn_global"].fid == "**51.00 ± 1.41**" and rows[64, "qsattn_global"][4] == "47.90"
-    assert rows[64, "cut"][4] == "52.60" and rows[64, "cut"].swd == "28.00 ± 0.71"
-    assert rows[64, "qsattn_local"][4] == "—", "the paper has no local-attention row in Table 5"
-    latex = render(table, "latex", title=spec.paper)
-    assert r"\textbf{51.00 $\pm$ 1.41}" in latex and r"\toprule" in latex
+    assert table.label_names == ("num_patches", "Method")  # one label column per swept parameter
+    cells = table.cells.set_index(["method", "metric"])
+    assert cells.loc[("qsattn_global", "fid"), "mean"] == 51.0 and cells.loc[("qsattn_global", "fid"), "n"] == 3
+    assert cells.loc[("qsattn_global", "fid"), "published"] == 47.9 and cells.loc[("cut", "fid"), "published"] == 52.6
+    assert cells.loc[("cut", "swd"), "mean"] == 28.0
+    assert math.isnan(cells.loc[("qsattn_local", "fid"), "published"]), "the paper has no local-attention Table 5 row"
+    md = render(table, "md")
+    # Same renderer as `bench table`: labels for people, bold only where significantly best (3 seeds here).
+    assert md.startswith("**QS-Attn (Hu et al., CVPR 2022) Table 5 — qsattn_queries.horse2zebra.paper**")
+    assert "| num_patches | Method | horse2zebra FID↓ | paper | Δ |" in md
+    assert "| 64<sup>1</sup> | QS-Attn (Global) | **51.0 ± 1.0** (n=3) | 47.9 | +3.1 |" in md
+    assert "| 64<sup>1</sup> | CUT | 56.0 ± 1.0 (n=3) | 52.6 | +3.4 |" in md
+    assert "Published: Hu et al., QS-Attn: Query-Selected Attention for Contrastive Learning in I2I Translation, CVPR 2022 (arXiv 2203.08483), Table 5." in md
+    latex = render(table, "latex")
+    assert r"\bfseries 51.0 \pm 1.0" in latex and r"\toprule" in latex and "S[table-format=" in latex
     toy = spec.with_options(dataset="toy")
-    assert "fid (paper)" not in study_table(_fake_study(toy, [({"num_patches": 64, "method": "cut"}, [1.0])]), toy)
+    toy_table = study_table(_fake_study(toy, [({"num_patches": 64, "method": "cut"}, [1.0])]), toy)
+    assert "| paper |" not in render(toy_table, "md") and not toy_table.options.published
 
 
 def test_the_test_objective_comes_from_a_plugin_not_from_production_code(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ in seconds; the real QS-Attn smoke study is marked slow.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -78,9 +79,11 @@ def test_grid_study_runs_every_point_once_and_logs_nested_mlflow_runs(tmp_path, 
 
     out = finalize(study, spec, opts)
     table = (out / "table.md").read_text()
-    assert "| x | mode | fid | kid | seeds | status |" in table and "| 1 | A | **0.01 ± 0.01** |" in table
+    # The `bench table` renderer: label columns per parameter, catalogue precision, significance bold.
+    assert "| x | mode | toy FID↓ | toy KID×100↓ |" in table
+    assert "| 1 | A | **0.0 ± 0.0** (n=2) | **0.00 ± 0.00** (n=2) |" in table and table.count("**") == 2 + 4  # title, two bold cells
     assert (out / "fid_vs_param.png").stat().st_size > 1000 and (out / "history.png").is_file()
-    assert (out / "table.tex").read_text().count(r"\pm") == 16 + 1  # the cells and the footnote
+    assert (out / "table.tex").read_text().count(r"\pm") == 16 + 1  # the cells and the caption
 
     client = MlflowClient(opts.tracking_uri)
     exp = client.get_experiment_by_name("toy")
@@ -120,9 +123,15 @@ def test_pruned_trials_are_visible_in_optuna_mlflow_and_table(tmp_path, mlflow_u
         run = client.get_run(t.user_attrs["mlflow_run_id"])
         assert run.info.status == "KILLED" and run.data.tags["bench.status"] == "pruned"
         assert "intermediate/fid" in run.data.metrics
+    from bench.studies.report import STATE_NOTES
+    from bench.tables import render
+
     table = study_table(study, spec)
-    assert (table["status"] == "pruned").sum() == len(pruned)
-    assert table[table.status == "pruned"]["fid"].str.endswith("†").all()
+    cells = table.cells[table.cells["metric"] == "fid"]
+    assert (cells["n_pruned"] == 1).sum() == len(pruned)
+    mark = table.footnotes.index(STATE_NOTES["pruned"]) + 1
+    assert all(c["marks"] == [mark] and c["n"] == 0 for _, c in cells[cells["n_pruned"] == 1].iterrows())
+    assert render(table, "md").count(f"<sup>{mark}</sup>") >= len(pruned)
 
 
 def test_tpe_budget_enqueued_defaults_first_and_resume_keeps_trials(tmp_path):
@@ -207,9 +216,16 @@ def test_cli_table_status_and_errors(tmp_path, capsys):
     assert "budget 8  complete 3  pruned 0  running 0  waiting 5" in out
     assert "optuna-dashboard results/studies/quad.journal" in out
     assert main(["table", path, "--format", "csv"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "x,mode,fid,kid,seeds,status" and len(lines) == 1 + 8, "every grid cell has a row"
-    assert lines[3] == "1,A,0.00,0.00,1,complete" and lines[-1] == "3,B,—,—,0,waiting"
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))  # long form, as `bench table --format csv`
+    assert frame["row"].nunique() == 8, "every grid cell has a row"
+    done = frame[(frame["row"] == "x=1; mode=A") & (frame["metric"] == "fid")].iloc[0]
+    assert done["mean"] == pytest.approx(0.0) and done["n"] == 1
+    waiting = frame[frame["row"] == "x=3; mode=B"].iloc[0]
+    assert math.isnan(waiting["mean"]) and waiting["footnotes"] == "trial queued: no score yet"
     assert main(["table", path, "--preset", "paper"]) == 2
     err = capsys.readouterr().err
     assert "no study 'quad.toy.paper'" in err and "quad.toy.smoke" in err

@@ -6,8 +6,6 @@ import json
 import math
 import random
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,7 +46,7 @@ def make_runs(uri: str, workdir: Path) -> dict:
                 tags = {"bench.method": method, "bench.dataset": dataset, "bench.seed": seed, "bench.preset": "paper",
                         "bench.direction": "default", "bench.protocol.fid": _fingerprint(TEST_COUNT[dataset])}
                 t = Tracker.start(tracking_uri=uri, experiment=dataset, run_name=f"{method}/seed{seed}", tags=tags,
-                                  params={"method.num_patches": 256, "train.n_epochs": 4})
+                                  params={"method.num_patches": 256, "train.n_epochs": 4}, kind="benchmark")
                 for epoch in range(1, 5):
                     t.log_metrics({"eval/fid": base + offset + 40.0 / epoch + rng.random()}, step=epoch)
                 best = base + offset + seed
@@ -62,13 +60,13 @@ def make_runs(uri: str, workdir: Path) -> dict:
                     t.log_artifacts(workdir / method / "outputs", "test/outputs")
                 t.finish()
                 ids[(method, dataset, seed)] = t.run_id
-    failed = Tracker.start(tracking_uri=uri, experiment="horse2zebra", run_name="cut/seed3",
+    failed = Tracker.start(tracking_uri=uri, experiment="horse2zebra", run_name="cut/seed3", kind="benchmark",
                            tags={"bench.method": "cut", "bench.dataset": "horse2zebra", "bench.seed": 3,
                                  "bench.preset": "paper"})
     failed.log_metrics({"best/fid": 1.0}, step=1)  # a crashed run's partial number must never enter a table
     failed.finish("FAILED", error="RuntimeError: boom")
     for seed in (0, 1):
-        t = Tracker.start(tracking_uri=uri, experiment="toy", run_name=f"cut/seed{seed}",
+        t = Tracker.start(tracking_uri=uri, experiment="toy", run_name=f"cut/seed{seed}", kind="benchmark",
                           tags={"bench.method": "cut", "bench.dataset": "toy", "bench.seed": seed,
                                 "bench.preset": "smoke", "bench.protocol.fid": _fingerprint(8, size=32),
                                 "bench.unavailable.miou": "segmentation weights absent"})
@@ -78,7 +76,7 @@ def make_runs(uri: str, workdir: Path) -> dict:
                            tags={"bench.study": "qs_queries", "bench.kind": "study"})
     for n, fid in ((64, 47.0), (128, 40.0), (256, 41.0)):
         for seed in (0, 1):
-            t = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id,
+            t = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id, kind="trial",
                               run_name=f"qsattn_global/seed{seed}/q{n}",
                               tags={"bench.method": "qsattn_global", "bench.dataset": "horse2zebra",
                                     "bench.seed": seed, "bench.preset": "paper", "bench.study": "qs_queries",
@@ -86,7 +84,7 @@ def make_runs(uri: str, workdir: Path) -> dict:
                                     "bench.protocol.fid": _fingerprint(120)})
             t.log_metrics({"best/fid": fid + seed, "best/swd": 30.0, "best/epoch": 4}, step=4)
             t.finish()
-    pruned = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id,
+    pruned = Tracker.start(tracking_uri=uri, experiment="horse2zebra", parent_run_id=parent.run_id, kind="trial",
                            run_name="qsattn_global/seed0/q512",
                            tags={"bench.method": "qsattn_global", "bench.dataset": "horse2zebra", "bench.seed": 0,
                                  "bench.preset": "paper", "bench.study": "qs_queries", "bench.trial": 512,
@@ -161,10 +159,15 @@ def test_published_beside_reproduced_with_difference(runs):
     assert munit["published"] == 104.4 and munit["n"] == 0
     md = render(table, "md")
     assert "| paper | Δ |" in md and "+0.9" in md
-    assert "Published: qsattn2022 Table 1" in md
-    # The published value points at its source's footnote.
-    mark = table.footnotes.index(next(t for t in table.footnotes if t.startswith("Published: qsattn2022 Table 1"))) + 1
-    assert q["published_mark"] == mark and f"41.1<sup>{mark}</sup>" in md
+    # Sources are cited like a paper cites them, never by the internal file the numbers were copied from.
+    source = "Published: Hu et al., QS-Attn: Query-Selected Attention for Contrastive Learning in I2I Translation, CVPR 2022 (arXiv 2203.08483), Table 1."
+    assert source in table.footnotes
+    assert not any("shared/" in t or ".txt" in t for t in table.footnotes)
+    # The row's label points at its published numbers' source, so the number columns stay plain numbers.
+    mark = table.footnotes.index(source) + 1
+    assert q["published_mark"] == mark
+    assert re.search(rf"\| QS-Attn \(Global\)<sup>{mark}</sup> \| \*\*42\.0 ± 1\.0\*\* \(n=3\)(<sup>\d+</sup>)? \| 41\.1 \|",
+                     md), md
     # CycleGAN horse->zebra differs between the CUT-paper copy (77.2) and DCLGAN's table (66.8): both named.
     assert "other published values" in md
 
@@ -173,7 +176,8 @@ def test_protocol_footnotes(runs):
     table = build_table(TableOptions(metrics=("fid",), datasets=("toy", "horse2zebra"), select="best"), runs=runs)
     toy = _cell(table, "cut", "toy")
     note = table.footnotes[toy["marks"][0] - 1]
-    assert "32px images (paper: 256)" in note and "`smoke` preset" in note and "8 test images" in note
+    assert "32px images (paper: 256)" in note and "smoke preset" in note and "8 test images" in note
+    assert "`" not in note  # backticks render as quotes in LaTeX
     # best is selected on the test set: always said so, since the official test scripts evaluate the last epoch
     note = table.footnotes[_cell(table, "cut", "horse2zebra")["marks"][0] - 1]
     assert "best epoch, selected on the test set" in note and "official test scripts evaluate the last" in note
@@ -188,13 +192,17 @@ def test_study_table_groups_by_swept_params_with_baseline(runs):
     rows = list(dict.fromkeys(table.cells["row"]))
     assert rows == ["num_patches=64", "num_patches=128", "num_patches=256", "num_patches=512",
                     "QS-Attn (Global) (baseline)"]
+    assert table.label_names == ("num_patches",)  # one label column per swept parameter
+    assert list(dict.fromkeys(table.cells["labels"])) == [("64",), ("128",), ("256",), ("512",),
+                                                          ("QS-Attn (Global) (baseline)",)]
     c = table.cells.set_index("row")
     assert c.loc["num_patches=128", "mean"] == pytest.approx(40.5) and c.loc["num_patches=128", "n"] == 2
     assert c.loc["num_patches=64", "published"] == 47.9  # QS-Attn Table 5
     assert c.loc["num_patches=512", "n_pruned"] == 1 and c.loc["num_patches=512", "n"] == 0
     assert set(table.cells["dataset"]) == {"horse2zebra"}  # baseline limited to the study's datasets
     md = render(table, "md")
-    assert "**40.5 ± 0.7** (n=2)" in md and "pruned" in md
+    assert re.search(r"\| 128<sup>\d+</sup> \| \*\*40\.5 ± 0\.7\*\* \(n=2\)(<sup>[\d,]+</sup>)? \|", md), md
+    assert "pruned" in md
     with pytest.raises(UsageError, match="no finished runs of study"):
         build_table(TableOptions(study="qs_querys"), runs=runs)
 
@@ -210,35 +218,78 @@ def test_csv_is_long_form(runs):
     assert row["mean"] == pytest.approx(31.0) and row["n"] == 3 and row["published"] == 31.5
 
 
-def _latex_document(body: str) -> str:
-    return ("\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
-            "\\usepackage{graphicx}\n\\begin{document}\n" + body + "\\end{document}\n")
+def _column_specs(text: str) -> list[str]:
+    """The columns of a tabular spec `{@{}lS[...]!{...}S[...]@{}}`: 'l', 'c', 'r' or 'S[...]' each."""
+    def group(i: int, open_: str, close: str) -> int:  # index after the balanced group starting at i
+        depth = 0
+        for j in range(i, len(text)):
+            depth += {open_: 1, close: -1}.get(text[j], 0)
+            if depth == 0:
+                return j + 1
+        raise AssertionError(text)
+
+    end, i, out = group(0, "{", "}"), 1, []
+    while i < end - 1:
+        ch = text[i]
+        if ch in "@!":
+            i = group(i + 1, "{", "}")
+        elif ch == "S":
+            j = group(i + 1, "[", "]") if text[i + 1] == "[" else i + 1
+            out.append(text[i:j])
+            i = j
+        else:
+            out.append(ch)
+            i += 1
+    return out
 
 
 def test_latex_structure(runs):
     tex = render(build_table(TableOptions(metrics=("fid",), study="qs_queries", published=True, select="best"),
                              runs=runs), "latex")
     assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
-    assert "\\textbf{40.5 $\\pm$ 0.7}" in tex and "num\\_patches=64" in tex and "qs\\_queries" in tex
-    spec = tex.split("\\begin{tabular}{", 1)[1].split("}", 1)[0]
+    assert tex.index("\\caption{") < tex.index("\\begin{tabular}")  # caption above, as papers print it
+    assert "\\bfseries 40.5 \\pm 0.7" in tex and "{num\\_patches}" in tex and "qs\\_queries" in tex
+    assert "\\resizebox" not in tex and "`" not in tex
+    columns = _column_specs(tex.split("\\begin{tabular}", 1)[1])
+    # label | ours, paper, Δ (siunitx S) | Seeds (the baseline has 3 seeds, the study rows 2)
+    assert columns[0] == "l" and columns[-1] == "c" and all(c.startswith("S[table-format=") for c in columns[1:-1])
+    assert "{Seeds}" in tex
+    assert "uncertainty-mode=separate" in columns[1]  # ± aligned by siunitx
     rows = [line for line in tex.splitlines() if line.endswith("\\\\") and "&" in line]
-    assert len(rows) == 2 + 5  # group header, metric header, 5 table rows
+    assert len(rows) == 3 + 5  # dataset, metric and ours/paper/Δ headers, 5 table rows
     for line in rows:  # every row fills exactly the declared columns (multicolumn spans counted)
         spans = [int(w) for w in re.findall(r"\\multicolumn\{(\d+)\}", line)]
-        assert line.count("&") + 1 + sum(w - 1 for w in spans) == len(spec), line
+        assert line.count("&") + 1 + sum(w - 1 for w in spans) == len(columns), line
     assert latex_escape("a_b & 5% ± →") == "a\\_b \\& 5\\% $\\pm$ $\\rightarrow$"
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (apt-get install texlive-latex-base "
-                    "texlive-latex-recommended)")
-def test_latex_compiles(runs, tmp_path):
-    for options in (TableOptions(metrics=("fid", "swd"), published=True, select="best"),
-                    TableOptions(metrics=("fid",), study="qs_queries", published=True, select="best")):
-        (tmp_path / "t.tex").write_text(_latex_document(render(build_table(options, runs=runs), "latex")))
-        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout[-2000:]
-        assert (tmp_path / "t.pdf").stat().st_size > 1000
+def test_bold_marks_only_values_tied_with_the_best(runs):
+    import pandas as pd
+
+    from bench.tables import BOLD_RULE, bold_cells
+
+    main = build_table(TableOptions(metrics=("fid", "swd"), datasets=("horse2zebra",)), runs=runs)
+    bold = {(row, m) for row, _, _, m in bold_cells(main.cells, [("horse2zebra", "horse2zebra", "fid"),
+                                                                ("horse2zebra", "horse2zebra", "swd")])}
+    # FID 42 ± 1 vs 46 ± 1 over 3 seeds: significantly better (Welch p < 0.01), bold alone.
+    assert {row for row, m in bold if m == "fid"} == {"QS-Attn (Global)"}
+    # SWD 30/31/32 for every method: all tied, all bold.
+    assert {row for row, m in bold if m == "swd"} == {"CycleGAN", "CUT", "QS-Attn (Global)"}
+    assert BOLD_RULE in render(main, "md")
+    study = build_table(TableOptions(metrics=("fid",), study="qs_queries", select="best"), runs=runs)
+    bold = {row for row, *_ in bold_cells(study.cells, [("horse2zebra", "horse2zebra", "fid")])}
+    # 40.5 ± 0.7 (best) vs 41.5 ± 0.7 and 42.0 ± 1.0: not distinguishable with 2-3 seeds; 47.5 ± 0.7 is worse.
+    assert bold == {"num_patches=128", "num_patches=256", "QS-Attn (Global) (baseline)"}
+
+    def cells(values):
+        return pd.DataFrame([{"row": r, "dataset": "d", "direction": "d", "metric": "fid", "kind": "method",
+                              "mean": sum(v) / len(v), "n": len(v), "values": v} for r, v in values.items()])
+
+    assert bold_cells(cells({"a": [1.0], "b": [5.0, 6.0]}), [("d", "d", "fid")]) == set(), \
+        "a single seed's best proves nothing"
+    assert bold_cells(cells({"a": [1.0, 1.0], "b": [1.0, 1.0]}), [("d", "d", "fid")]) == {
+        ("a", "d", "d", "fid"), ("b", "d", "d", "fid")}
+    assert bold_cells(cells({"a": [1.0, 1.0], "b": [2.0, 2.0]}), [("d", "d", "fid")]) == {("a", "d", "d", "fid")}
 
 
 def test_no_runs_renders_a_message(tmp_path):

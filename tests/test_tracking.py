@@ -81,7 +81,8 @@ def _schema_run(uri: str, **overrides) -> Tracker:
     tags = {"bench.method": "cut", "bench.dataset": "toy", "bench.seed": 0, "bench.preset": "smoke",
             "bench.direction": "AtoB", "bench.protocol.fid": {"impl": "bench", "n_fake": 8}}
     params = {"method.lambda_NCE": 1.0, "train.n_epochs": 2, "data.name": "toy"}
-    kwargs = dict(tracking_uri=uri, experiment="toy", run_name=run_name("cut", 0), tags=tags, params=params)
+    kwargs = dict(tracking_uri=uri, experiment="toy", run_name=run_name("cut", 0), tags=tags, params=params,
+                  kind="benchmark")
     kwargs.update(overrides)
     return Tracker.start(**kwargs)
 
@@ -174,7 +175,7 @@ def test_failed_run_ends_failed_with_error_tag(sqlite_uri):
 
 
 def test_pruned_trial_is_nested_and_labelled(sqlite_uri):
-    parent = Tracker.start(tracking_uri=sqlite_uri, experiment="toy", run_name="study/qs")
+    parent = Tracker.start(tracking_uri=sqlite_uri, experiment="toy", run_name="study/qs", kind="study")
     child = _schema_run(sqlite_uri, parent_run_id=parent.run_id, run_name="qsattn/seed0")
     child.finish("KILLED", bench_status="pruned")
     run = make_client(sqlite_uri).get_run(child.run_id)
@@ -191,7 +192,8 @@ def test_pruned_trial_is_nested_and_labelled(sqlite_uri):
 def test_long_and_many_params(sqlite_uri):
     params = {f"method.p{i:03d}": i for i in range(250)}  # > 100 per log_batch call
     params["data.long"] = "x" * (MAX_PARAM_VAL_LENGTH + 50)
-    t = Tracker.start(tracking_uri=sqlite_uri, experiment="toy", run_name="big/seed0", params=params)
+    t = Tracker.start(tracking_uri=sqlite_uri, experiment="toy", run_name="big/seed0", params=params,
+                      kind="benchmark")
     stored = make_client(sqlite_uri).get_run(t.run_id).data.params
     assert len(stored) == 251
     assert stored["method.p249"] == "249"
@@ -237,7 +239,7 @@ def test_uri_resolution_and_bad_uri(monkeypatch):
 
 
 def test_default_uri_is_sqlite_in_cwd(tmp_path):
-    t = Tracker.start(experiment="toy", run_name="cut/seed0")
+    t = Tracker.start(experiment="toy", run_name="cut/seed0", kind="benchmark")
     t.finish()
     assert (tmp_path / "mlflow.db").is_file()
     assert not (tmp_path / "mlruns").exists() or not any((tmp_path / "mlruns").glob("*/meta.yaml"))

@@ -26,16 +26,27 @@ SUBCOMMAND_MODULES = ("bench.cli.run", "bench.cli.eval", "bench.cli.table", "ben
 NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "PIL", "optuna", "git", "filelock", "httpx")
 
 
+#: Log lines when stdout is not a terminal (a log file, a Slurm log): one line each, never wrapped.
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+    """Rich log lines on a terminal; plain `logging` lines (no wrapping, no padding) when stdout is a file."""
+    from bench.progress import is_tty
 
-    if not verbose:
-        # MLflow installs its own stderr handler at import, at INFO ("Creating initial MLflow database tables"):
-        # stderr is for bench's one-line errors. MLflow reads this variable when it is first imported.
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    level = logging.DEBUG if verbose else logging.INFO
+    # MLflow configures its own handler when first imported (after this) at INFO ("Creating initial MLflow
+    # database tables"); its INFO lines drown bench's, and stderr is for bench's one-line errors.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
+    if is_tty(sys.stdout):
+        from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)], force=True)
+        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+        logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.captureWarnings(True)  # library warnings (matplotlib, optuna) go to the log, not stderr
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)

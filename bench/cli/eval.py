@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.cli.lists import list_flag, split_items
 from bench.errors import BenchError, DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--fake", help="folder of generated images")
     src.add_argument("--run", help="a finished run folder (config.json, eval/<tag>/fake, eval/reference)")
     src.add_argument("--tag", default="last", help="with --run: which evaluation to re-score (last, best; default last)")
-    src.add_argument("--metrics", default=None,
-                     help="comma-separated: fid,kid,swd (default), l1,psnr,ssim, miou,pixel_acc,class_acc (or seg)")
+    src.add_argument("--metrics", **list_flag(default=None, metavar="NAME"),
+                     help="fid,kid,swd (default) or fid kid swd; l1,psnr,ssim; miou,pixel_acc,class_acc (or seg)")
     opt = p.add_argument_group("protocol")
     opt.add_argument("--protocol", default=None, help="legacy_pytorch (pytorch-fid, default) or clean (clean-fid resize)")
     opt.add_argument("--inception-weights", default=None,
@@ -73,11 +74,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                         "or the run's)")
 
 
-def _parse_metrics(text: str | None) -> list[str] | None:
+def _parse_metrics(text: str | list[str] | None) -> list[str] | None:
     if text is None:
         return None
     names: list[str] = []
-    for part in (p.strip() for p in text.split(",")):
+    for part in split_items(text):
         if part:
             names.extend(SEG_ALIASES.get(part, (part,)))
     if not names:
@@ -329,7 +330,7 @@ def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str
     from mlflow.entities import Metric
 
     from bench.runner import TRACKING_RECORD
-    from bench.tracking import TAG_PROTOCOL_PREFIX, make_client, missing_store
+    from bench.tracking import make_client, metric_key, missing_store, protocol_tags
 
     tags = [tags] if isinstance(tags, str) else list(tags)
     record = run_dir / TRACKING_RECORD
@@ -362,12 +363,12 @@ def log_rescored_to_mlflow(run_dir: Path, doc: dict[str, Any], tracking_uri: str
                 prefixes.append(tag)
                 filled.append(f"{tag}/{name}")
                 if r.get("fingerprint"):
-                    new_tags[f"{TAG_PROTOCOL_PREFIX}{name}"] = json.dumps(r["fingerprint"], sort_keys=True,
-                                                                         default=str)[:5000]
+                    new_tags.update(protocol_tags(name, r["fingerprint"]))  # short flat tags, as the runner's
             for prefix in prefixes:
-                metrics.append(Metric(f"{prefix}/{name}", r["value"], now, 0))
+                key = metric_key(name, prefix)  # the unit in the key, like the run's own scores
+                metrics.append(Metric(key, r["value"], now, 0))
                 if r["std"] is not None:
-                    metrics.append(Metric(f"{prefix}/{name}_std", r["std"], now, 0))
+                    metrics.append(Metric(f"{key}_std", r["std"], now, 0))
     try:
         client.log_batch(run_id, metrics=metrics)
         for key, value in new_tags.items():

@@ -67,7 +67,8 @@ def cmd_reproduce(args) -> int:
     sys.stdout.flush()
     if args.dry_run:
         return 0
-    progress = _progress(the_plan.runs[0].cfg.train.progress if the_plan.runs else False)
+    to_train = sum(r.status not in ("finished", reproduce.STATUS_OTHER) for r in the_plan.runs)
+    progress = _progress(the_plan.runs[0].cfg.train.progress if the_plan.runs else False, to_train)
     with progress or _null():
         done = reproduce.execute(the_plan, progress=progress)
     log.info("trained or resumed %d run(s), kept %d finished run(s), %d failed", len(done.trained), len(done.kept),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bench.cli.lists import list_flag
 from bench.errors import BenchError, UsageError
 
 log = logging.getLogger("bench")
@@ -29,10 +30,10 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="train and evaluate methods on a dataset under fixed seeds",
                        description="Train and evaluate each method on DATASET for each seed; track in MLflow.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", required=True, metavar="NAME",
+    p.add_argument("--methods", required=True, **list_flag(metavar="NAME"),
                    help="method names, or 'all' for every method that fits the dataset (see `bench methods`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `bench data list`)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N", help="seeds (default: 0)")
+    p.add_argument("--seeds", **list_flag(int, default=[0], metavar="N"), help="seeds: 0 1 2 or 0,1,2 (default: 0)")
     p.add_argument("--preset", default=None,
                    help="paper (the official recipe for the dataset at 256 px, `bench methods --recipe METHOD`: "
                         "GPU-sized), code-defaults (the official code's defaults) or smoke (32 px, 2 epochs: CPU "
@@ -53,7 +54,10 @@ def register(sub) -> None:
                             "is deleted) and its MLflow run is tagged replaced")
     p.add_argument("--inception-weights", default=None, help="FID Inception weights file (or $BENCH_INCEPTION_WEIGHTS)")
     p.add_argument("--seg-weights", default=None, help="DRN-D-22 Cityscapes weights for segmentation scores")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    p.add_argument("--progress-interval", type=float, default=None, metavar="SECONDS",
+                   help="when stdout is not a terminal: a progress line every SECONDS (default 30, "
+                        "or $BENCH_PROGRESS_INTERVAL)")
     p.set_defaults(func=cmd_run)
 
 
@@ -145,6 +149,7 @@ def cmd_run(args) -> int:
     for n in names:
         registry.get(n)  # unknown names fail before anything runs
     plan, skipped = [], []
+    fitting = []
     for name in names:
         reason = method_fits(name, args.dataset)
         if reason:
@@ -152,8 +157,11 @@ def cmd_run(args) -> int:
                 raise UsageError(reason)
             skipped.append((name, reason))
             continue
+        fitting.append(name)
+    per_method = overrides_per_method(overrides, fitting)
+    for name in fitting:
         for seed in args.seeds:
-            cfg = build_run_config(name, args.dataset, seed, args.preset or "paper", overrides,
+            cfg = build_run_config(name, args.dataset, seed, args.preset or "paper", per_method[name],
                                    data_root=args.data_root, direction=args.direction, out=args.out,
                                    device=args.device, tracking_uri=args.tracking_uri,
                                    inception_weights=args.inception_weights, seg_weights=args.seg_weights)
@@ -172,11 +180,12 @@ def cmd_run(args) -> int:
     for name, reason in skipped:
         log.info("skipping %s: %s", name, reason)
     results = []
-    progress = _progress(plan[0].train.progress if plan else False)
-    with progress or _null():
+    reporter = _reporter(plan[0].train.progress if plan else False, len(plan), args.progress_interval)
+    with reporter or _null():
         for cfg in plan:
+            handle = reporter.run(f"{cfg.method}/seed{cfg.seed}") if reporter else None
             try:
-                results.append(run_one(cfg, resume=args.resume, restart=args.restart, progress=progress))
+                results.append(run_one(cfg, resume=args.resume, restart=args.restart, progress=handle))
             except KeyboardInterrupt:
                 raise
             except RunFolderConflict as exc:
@@ -200,19 +209,60 @@ def cmd_run(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def overrides_per_method(overrides: dict[str, str], names: list[str]) -> dict[str, dict[str, str]]:
+    """Each method's `--set` items: `cut.x=1` only for cut; a bare `x=1` for the selected methods that have `x`.
+
+    A bare key that none of the methods has is an error (with the first method's suggestion), and so is a key
+    scoped to a method that is not selected; the methods a bare key skips are listed in one log line.
+    """
+    import dataclasses
+
+    import methods as registry
+    from bench.config import split_overrides
+
+    all_names = set(registry.names())
+    fields = {name: {f.name for f in dataclasses.fields(registry.get(name).Config)} for name in names}
+    out = {name: dict(overrides) for name in names}
+    for key in overrides:
+        head, dot, _ = key.partition(".")
+        if dot and head in all_names and head not in names:
+            raise UsageError(f"--set {key}: {head} is not among the methods run here ({', '.join(names) or 'none'})")
+        if dot:
+            continue
+        have = [n for n in names if key in fields[n]]
+        if not have:
+            if names:
+                split_overrides({key: overrides[key]}, registry.get(names[0]).Config)  # raises, naming the key
+            continue
+        lacking = [n for n in names if key not in fields[n]]
+        if lacking:
+            log.info("--set %s applies to %s; not to %s (no such option; scope it as METHOD.%s to be explicit)",
+                     key, ", ".join(have), ", ".join(lacking), key)
+            for n in lacking:
+                del out[n][key]
+    return out
+
+
 def _failed(cfg, exc):
     from bench.runner import RunResult
 
     return RunResult(cfg.method, cfg.dataset, cfg.seed, "failed", cfg.run_dir, error=f"{type(exc).__name__}: {exc}")
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool, total_runs: int | None = None, interval: float | None = None):
+    """The progress reporter other commands running many runs use (`bench reproduce`); see `_reporter`."""
+    return _reporter(enabled, total_runs, interval)
+
+
+def _reporter(enabled: bool, total_runs: int | None, interval: float | None):
+    """A rich bar per run on a terminal, plain progress lines every `interval` s otherwise (bench.progress)."""
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from bench.progress import Reporter
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), transient=False)
+    if interval is not None and interval <= 0:
+        raise UsageError(f"--progress-interval {interval:g}: use a positive number of seconds")
+    return Reporter(total_runs=total_runs, interval=interval)
 
 
 class _null:

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 
+from bench.cli.lists import list_flag
 from bench.errors import UsageError
 
 log = logging.getLogger("bench.study")
@@ -32,7 +33,7 @@ def _add_spec_args(p: argparse.ArgumentParser, run: bool = True) -> None:
     p.add_argument("--storage", help="Optuna storage: journal file path or RDB URL (default: the spec's, else "
                                      "results/studies/<name>.journal)")
     p.add_argument("--n-trials", type=int, help="the study's total trial budget (default: the spec's / grid size)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="N", help="replace the spec's seeds")
+    p.add_argument("--seeds", **list_flag(int, metavar="N"), help="replace the spec's seeds (0 1 or 0,1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra fixed override for every trial (part of the study's identity); repeatable")
     p.add_argument("--results-dir", default="results/studies", help="tables and figures go to <dir>/<study>/")
@@ -226,16 +227,17 @@ def cmd_status(args) -> int:
 def cmd_table(args) -> int:
     from pathlib import Path
 
-    from bench.studies.report import render, study_table
+    from bench.studies.report import study_table
     from bench.studies.run import load_existing, open_handle
+    from bench.tables import render
 
     spec = _spec(args)
     study = load_existing(spec, open_handle(spec, create=False))
-    table = study_table(study, spec)
-    if table.empty:
-        raise UsageError(f"study {spec.study_name} has no trials yet; run `bench study run {args.spec}` first")
     _check_some_finished(study, spec, args)
-    text = render(table, args.format, title=f"{spec.paper or spec.name} — {spec.study_name}")
+    table = study_table(study, spec)
+    if not len(table.cells):
+        raise UsageError(f"study {spec.study_name} has no trials yet; run `bench study run {args.spec}` first")
+    text = render(table, args.format)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

@@ -12,13 +12,15 @@ import logging
 import sys
 from pathlib import Path
 
+from bench.cli.lists import list_flag
+
 log = logging.getLogger(__name__)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", default=None, metavar="NAME",
+    p.add_argument("--dataset", "--datasets", dest="datasets", **list_flag(default=None, metavar="NAME"),
                    help="datasets (MLflow experiments) to include (default: all)")
-    p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="methods to include (default: all)")
+    p.add_argument("--methods", **list_flag(default=None, metavar="NAME"), help="methods to include (default: all)")
     p.add_argument("--select", choices=("best", "last"), default="last",
                    help="checkpoint whose test scores are shown: last (default; the epoch the official test scripts "
                         "evaluate) or best (the epoch with the best in-training score, selected on the test set)")
@@ -35,15 +37,15 @@ def register(subparsers) -> None:
     t = subparsers.add_parser("table", help="paper-style table of tracked runs (mean ± std over seeds)",
                               description="Methods as rows, datasets x metrics as columns, mean ± std over seeds, "
                                           "best in bold; with --published the papers' numbers and the difference.")
-    t.add_argument("--metric", "--metrics", dest="metric", default="fid",
-                   help="comma-separated metrics, e.g. fid,kid or miou,pixel_acc,class_acc,fid (default: fid)")
+    t.add_argument("--metric", "--metrics", dest="metric", **list_flag(default=["fid"], metavar="NAME"),
+                   help="metrics, e.g. fid,kid or fid kid, or miou,pixel_acc,class_acc,fid (default: fid)")
     _common(t)
     t.add_argument("--format", choices=("md", "latex", "csv"), default="md", help="output format (default: md)")
     t.add_argument("--out", "--output", dest="out", default=None, metavar="FILE", help="write to FILE instead of stdout")
     t.add_argument("--paper", default=None, help="compare with this paper's numbers only (e.g. qsattn2022)")
-    t.add_argument("--baseline", nargs="+", default=None, metavar="METHOD",
+    t.add_argument("--baseline", **list_flag(default=None, metavar="METHOD"),
                    help="with --study: methods whose non-study runs form the baseline row (default: the study's)")
-    t.add_argument("--preset", nargs="+", default=None, metavar="NAME", help="only runs of these presets")
+    t.add_argument("--preset", **list_flag(default=None, metavar="NAME"), help="only runs of these presets")
     t.set_defaults(func=cmd_table)
 
     p = subparsers.add_parser("plot", help="figures from tracked runs: curves, sweeps, qualitative grids",
@@ -52,11 +54,11 @@ def register(subparsers) -> None:
                                           "PNG and PDF at paper column width.")
     p.add_argument("--metric", default="fid", help="metric to plot (default: fid)")
     _common(p)
-    p.add_argument("--kind", nargs="+", choices=("curves", "sweep", "grid"), default=("curves", "sweep", "grid"),
+    p.add_argument("--kind", **list_flag(choices=("curves", "sweep", "grid"), default=("curves", "sweep", "grid")),
                    help="figure kinds (default: all; sweep needs --study)")
     p.add_argument("--param", default=None, help="with --study: the swept parameter on the x axis")
     p.add_argument("--n-images", type=int, default=4, help="test images (rows) in the qualitative grid (default: 4)")
-    p.add_argument("--format", dest="formats", nargs="+", choices=("png", "pdf"), default=("png", "pdf"),
+    p.add_argument("--format", dest="formats", **list_flag(choices=("png", "pdf"), default=("png", "pdf")),
                    help="file formats (default: png pdf)")
     p.add_argument("--out", "--output", dest="out", default="results/figures", metavar="DIR",
                    help="output folder (default: results/figures)")

@@ -2,7 +2,8 @@
 
 Each finished trial stores its per-seed scores in the user attribute `bench:seed_metrics`; a table row is
 one variant (a parameter combination), each cell the mean ± std over seeds. Pruned trials stay visible:
-their row shows the last value reported during training, marked †.
+their row shows the last value reported during training, with a footnote saying so. The table is a
+`bench.tables.Table`, rendered by the same renderer as `bench table` (Markdown, LaTeX through pandas' Styler, CSV).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 
 SEED_METRICS_ATTR = "bench:seed_metrics"
 STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
-PRUNED_MARK = "†"
 
 
 def row_params(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -71,10 +71,10 @@ def summary_frame(study, spec: StudySpec):
             mean = sum(values) / len(values) if values else math.nan
             std = _std(values)
             rows.append({**params, "dataset": dataset, "metric": m, "mean": mean, "std": std, "n": len(values),
-                         "status": state.lower(), "trials": ",".join(str(t.number) for t in used),
+                         "values": values, "status": state.lower(), "trials": ",".join(str(t.number) for t in used),
                          "_order": sort_key})
     columns = [p.name for p in spec.search_space if p.name != "dataset"] + [
-        "dataset", "metric", "mean", "std", "n", "status", "trials", "_order"]
+        "dataset", "metric", "mean", "std", "n", "values", "status", "trials", "_order"]
     frame = pd.DataFrame(rows, columns=columns)
     if not spec.is_grid and not frame.empty:
         # Sweeps: best first by the objective.
@@ -96,20 +96,17 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def format_cell(mean: float, std: float, status: str, digits: int = 2) -> str:
-    """'41.10 ± 0.52', '41.10' for one seed, '55.3†' for a pruned trial, '—' when missing."""
-    if mean is None or math.isnan(mean):
-        return "—"
-    text = f"{mean:.{digits}f}"
-    if std is not None and not math.isnan(std):
-        text += f" ± {std:.{digits}f}"
-    if status == "pruned":
-        text += PRUNED_MARK
-    return text
+#: What a row that is not a finished trial shows, by trial state (a footnote on its cells).
+STATE_NOTES = {
+    "pruned": "pruned by the study's pruner: the last value it reported during training, not a final score",
+    "running": "trial still running: no score yet",
+    "waiting": "trial queued: no score yet",
+    "fail": "every trial of this setting failed: no score",
+}
 
 
-def published_value(published, spec: StudySpec, params: dict[str, Any], dataset: str, metric: str) -> float | None:
-    """The paper's number for a table row: same method, dataset and metric, its setting within the row's."""
+def published_row(published, spec: StudySpec, params: dict[str, Any], dataset: str, metric: str):
+    """The paper's row for a table row (same method, dataset and metric, its setting within the row's), or None."""
     if published is None or published.empty:
         return None
     method, dataset, overrides = spec.resolve({**params, "dataset": dataset} if spec.param("dataset") else params)
@@ -117,10 +114,16 @@ def published_value(published, spec: StudySpec, params: dict[str, Any], dataset:
 
     ours = parse_setting(overrides)
     rows = published[(published.method == method) & (published.dataset == dataset) & (published.metric == metric)]
-    for setting, value in zip(rows.setting, rows.value):
-        if all(ours.get(k) == v for k, v in parse_setting(setting).items()):
-            return float(value)
+    for _, row in rows.iterrows():
+        if all(ours.get(k) == v for k, v in parse_setting(row["setting"]).items()):
+            return row
     return None
+
+
+def published_value(published, spec: StudySpec, params: dict[str, Any], dataset: str, metric: str) -> float | None:
+    """The paper's number for a table row, or None."""
+    row = published_row(published, spec, params, dataset, metric)
+    return None if row is None else float(row["value"])
 
 
 def _load_published(spec: StudySpec):
@@ -136,92 +139,62 @@ def _load_published(spec: StudySpec):
         return None
 
 
-def study_table(study, spec: StudySpec, digits: int = 2):
-    """The ablation table: rows = variants, columns = (dataset,) metric, cells mean ± std over seeds.
+def study_title(spec: StudySpec) -> str:
+    return f"{spec.paper or spec.name} — {spec.study_name}"
 
-    With `published:` in the spec, each metric gets a "(paper)" column with the published number of that row.
+
+def study_table(study, spec: StudySpec, title: str | None = None):
+    """The ablation table as a `bench.tables.Table`: rows = variants (one label column per swept parameter,
+    values to 3 significant digits), columns = (dataset,) metric, cells mean ± std over seeds.
+
+    With `published:` in the spec, each metric gets the paper's number of that row beside it (and the
+    difference) wherever the paper has one. Render it with `bench.tables.render(table, "md" | "latex" | "csv")`.
     """
     import pandas as pd
 
+    from bench.formatting import human
+    from bench.published import in_bench_unit
+    from bench.published import method_label
+    from bench.tables import CELL_COLUMNS, Table, TableOptions, _Notes
+    from bench.tables import published_note
+
     frame = summary_frame(study, spec)
     published = _load_published(spec)
-    row_keys = [p.name for p in spec.search_space if p.name != "dataset"]
-    multi_dataset = frame["dataset"].nunique() > 1 if not frame.empty else False
-    records: dict[tuple, dict[str, Any]] = {}
+    names = [p.name for p in spec.search_space if p.name != "dataset"]
+    notes = _Notes()
+    records, sources = [], {}
     for r in frame.to_dict("records"):
-        key = tuple(r[k] for k in row_keys)
-        rec = records.setdefault(key, {k: r[k] for k in row_keys})
-        col = f"{r['dataset']} {r['metric']}" if multi_dataset else r["metric"]
-        rec[col] = format_cell(r["mean"], r["std"], r["status"], digits)
-        paper = published_value(published, spec, {k: r[k] for k in row_keys}, r["dataset"], r["metric"])
-        rec[f"{col} (paper)"] = "—" if paper is None else f"{paper:.{digits}f}"
-        rec["_best_" + col] = r["mean"] if r["status"] == "complete" else math.nan
-        if r["status"] == "complete":
-            rec["seeds"] = max(rec.get("seeds", 0), int(r["n"]))
-        statuses = rec.setdefault("_status", set())
-        statuses.add(r["status"])
-    table = pd.DataFrame(list(records.values()))
-    if table.empty:
-        return table
-    # Paper columns beside their metric, and only where the paper has numbers for these rows (not on toy).
-    for col in [c for c in table.columns if c.endswith(" (paper)")]:
-        values = table.pop(col)
-        if (values != "—").any():
-            table.insert(table.columns.get_loc(col[: -len(" (paper)")]) + 1, col, values)
-    table["status"] = table.pop("_status").map(lambda s: "/".join(sorted(s)))
-    seeds = table.pop("seeds") if "seeds" in table else 0
-    table.insert(len(table.columns) - 1, "seeds", pd.Series(seeds, index=table.index).fillna(0).astype(int))
-    # Bold the best complete value per metric column.
-    for col in [c for c in table.columns if c.startswith("_best_")]:
-        metric = col[len("_best_"):].split(" ")[-1]
-        values = pd.to_numeric(table[col], errors="coerce")
-        if values.notna().any():
-            maximize = metric in _maximized(spec)
-            best = values.max() if maximize else values.min()
-            mask = values == best
-            table.loc[mask, col[len("_best_"):]] = table.loc[mask, col[len("_best_"):]].map(lambda s: f"**{s}**")
-        table = table.drop(columns=col)
-    return table
-
-
-def _maximized(spec: StudySpec) -> set[str]:
-    out = {m for m, d in zip(spec.objective.metrics, spec.objective.directions) if d == "maximize"}
-    return out | {m.name for m in catalog.CATALOG.values() if m.higher_is_better}
-
-
-def render(table, fmt: str, *, title: str = "") -> str:
-    """Markdown, LaTeX (booktabs) or CSV text of a study table."""
-    if fmt == "csv":
-        return table.replace(r"\*\*", "", regex=True).to_csv(index=False)
-    cols = [str(c) for c in table.columns]
-    rows = [[str(v) for v in row] for row in table.itertuples(index=False)]
-    note = f"{PRUNED_MARK} pruned: last value reported during training. Cells: mean ± std over seeds."
-    if fmt == "md":
-        lines = [f"**{title}**", ""] if title else []
-        lines.append("| " + " | ".join(cols) + " |")
-        lines.append("|" + "|".join("---" for _ in cols) + "|")
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lines += ["", note]
-        return "\n".join(lines) + "\n"
-    if fmt == "latex":
-        def tex(s: str) -> str:
-            s = s.replace("\\", r"\textbackslash{}")
-            for ch in "&%$#_{}":
-                s = s.replace(ch, "\\" + ch)
-            s = s.replace("±", r"$\pm$").replace(PRUNED_MARK, r"$^\dagger$")
-            if s.startswith("**") and s.endswith("**"):
-                s = r"\textbf{" + s[2:-2] + "}"
-            return s
-
-        lines = [r"\begin{table}[t]", r"\centering"]
-        if title:
-            lines.append(r"\caption{" + tex(title) + "}")
-        lines += [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", " & ".join(map(tex, cols)) + r" \\",
-                  r"\midrule"]
-        lines += [" & ".join(tex(v) for v in r) + r" \\" for r in rows]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\\[2pt]{\footnotesize " + tex(note) + "}", r"\end{table}"]
-        return "\n".join(lines) + "\n"
-    raise ValueError(f"unknown table format {fmt!r}")
+        params = {k: r[k] for k in names}
+        method = str(params.get("method", spec.method))
+        row = "; ".join(f"{k}={human(v)}" for k, v in params.items()) or spec.name
+        marks = [notes.mark(STATE_NOTES[r["status"]])] if r["status"] in STATE_NOTES else []
+        paper = published_row(published, spec, params, r["dataset"], r["metric"])
+        value = in_bench_unit(paper) if paper is not None else None
+        if paper is not None and value is not None:
+            sources[(paper["paper"], str(paper["table"]))] = paper["source"]
+        complete = r["status"] == "complete"
+        records.append({
+            "row": row, "method": method, "preset": spec.preset, "setting": row, "kind": "study",
+            # The spec's direction, unnamed: resolving its name would import the dataset registry (and torch).
+            "dataset": r["dataset"], "direction": "default", "metric": r["metric"],
+            "mean": r["mean"], "std": r["std"], "n": int(r["n"]) if complete else 0,
+            "values": list(r["values"]) if complete else [], "seeds": list(spec.seeds), "epochs": [],
+            "n_pruned": int(r["status"] == "pruned"), "published": math.nan if value is None else float(value),
+            "published_paper": "" if value is None else paper["paper"],
+            "published_table": "" if value is None else str(paper["table"]),
+            "diff": r["mean"] - value if value is not None and not math.isnan(r["mean"]) else math.nan,
+            "marks": marks, "labels": tuple(method_label(str(v)) if k == "method" else human(v)
+                                            for k, v in params.items()) or (spec.name,)})
+    cells = pd.DataFrame(records, columns=CELL_COLUMNS)
+    source_mark = {key: notes.mark(published_note(key[0], key[1], src)) for key, src in sorted(sources.items())}
+    cells["published_mark"] = [source_mark.get((p, t), 0) for p, t in zip(cells["published_paper"],
+                                                                          cells["published_table"])]
+    cells["published_marks"] = [[] for _ in range(len(cells))]
+    metrics = tuple(dict.fromkeys(cells["metric"])) or tuple(spec.objective.metrics)
+    options = TableOptions(metrics=metrics, select=spec.objective.select, published=bool(sources),
+                           study=spec.study_name)
+    return Table(cells=cells, options=options, footnotes=notes.texts, title=title or study_title(spec),
+                 label_names=tuple("Method" if n == "method" else n for n in names) or ("Study",))
 
 
 # ------------------------------------------------------------------------------------------ plots
@@ -233,8 +206,12 @@ def _numeric(values) -> bool:
 
 
 def plot_metric_vs_param(study, spec: StudySpec, metric: str | None = None):
-    """Mean ± std (over seeds) of `metric` against the swept parameter, one line per group."""
+    """Mean ± std (over seeds) of `metric` against the swept parameter, one line per group (grid studies)."""
     import matplotlib.pyplot as plt
+
+    from bench.formatting import human
+    from bench.plots import value_axis
+    from bench.published import method_label
 
     metric = metric or spec.objective.metric
     frame = summary_frame(study, spec)
@@ -252,9 +229,13 @@ def plot_metric_vs_param(study, spec: StudySpec, metric: str | None = None):
     categories = list(dict.fromkeys(frame[x])) if not numeric_x else []
     grouped = frame.groupby(group_keys, sort=False, dropna=False) if group_keys else [((), frame)]
     pruned_label = "pruned (last reported value)"
+
+    def shown(key: str, value) -> str:
+        return method_label(str(value)) if key == "method" else f"{key}={human(value)}"
+
     for key, part in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{k}={v}" for k, v in zip(group_keys, key)) or metric
+        label = ", ".join(shown(k, v) for k, v in zip(group_keys, key)) or catalog.get(metric).label
         part = part.sort_values(x) if numeric_x else part
         xs = part[x].tolist() if numeric_x else [categories.index(v) for v in part[x]]
         pruned = (part["status"] == "pruned").tolist()
@@ -268,22 +249,59 @@ def plot_metric_vs_param(study, spec: StudySpec, metric: str | None = None):
                        zorder=3, label=pruned_label)
             pruned_label = None
     if numeric_x:
-        values = sorted(frame[x].unique())
-        if len(values) > 2 and values[0] > 0 and values[-1] / values[0] >= 8:
-            ax.set_xscale("log", base=2)
-        ax.set_xticks(values)
-        ax.set_xticklabels([str(v) for v in values])
+        param = spec.param(x)
+        value_axis(ax, frame[x].unique(), log=True if param is not None and getattr(param, "log", False) else None)
     else:
         ax.set_xticks(range(len(categories)))
-        ax.set_xticklabels([str(c) for c in categories])
+        ax.set_xticklabels([method_label(str(c)) if x == "method" else human(c) for c in categories])
+    m = catalog.get(metric)
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{metric} ({spec.objective.select}, mean ± std over {len(spec.seeds)} seed(s))")
+    ax.set_ylabel(f"{m.label}{m.arrow} ({spec.objective.select}, mean ± std over {len(spec.seeds)} "
+                  f"seed{'s' if len(spec.seeds) > 1 else ''})")
     ax.set_title(spec.paper or spec.study_name, fontsize=9)
     if len(ax.get_legend_handles_labels()[0]) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_slices(study, spec: StudySpec):
+    """A sweep's objective against each numeric parameter (Optuna's plot_slice: one panel per parameter, log
+    axes for log-sampled ones, points coloured by trial number), labelled for people."""
+    import optuna
+    from matplotlib.ticker import FuncFormatter
+    from optuna.exceptions import ExperimentalWarning
+
+    from bench.formatting import human
+
+    target = (lambda t: t.values[0]) if spec.multi_objective else None  # noqa: E731 - one scalar target
+    names = [p.name for p in spec.search_space if p.name != "dataset"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        axes = optuna.visualization.matplotlib.plot_slice(study, params=names or None, target=target,
+                                                          target_name=objective_label(spec))
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    flat = list(getattr(axes, "flat", [axes]))
+    for ax in flat:
+        if ax.get_xscale() == "log":  # decades only, labelled 1e-4 / 0.1 / 10: no crowded minor labels
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0), numticks=8))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human(float(v))))
+    fig = flat[0].figure
+    fig.set_size_inches(max(4.5, 3.0 * len(flat) + 1.0), 3.4)  # room for Optuna's trial colour bar
+    if fig._suptitle is not None:
+        fig._suptitle.set_text(f"{spec.paper or spec.study_name}: {objective_label(spec)} per parameter")
+        fig._suptitle.set_fontsize(9)
+    return fig
+
+
+def objective_label(spec: StudySpec) -> str:
+    """'FID↓ (last, mean of 3 seeds)'."""
+    m = catalog.get(spec.objective.metric)
+    n = len(spec.seeds)
+    return f"{m.label}{m.arrow} ({spec.objective.select}, mean of {n} seed{'s' if n > 1 else ''})"
 
 
 def save_plots(study, spec: StudySpec, out_dir: Path) -> dict[str, Path | str]:
@@ -295,14 +313,23 @@ def save_plots(study, spec: StudySpec, out_dir: Path) -> dict[str, Path | str]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     done: dict[str, Path | str] = {}
-    fig = plot_metric_vs_param(study, spec)
-    done["metric_vs_param"] = _save(fig, out_dir / f"{spec.objective.metric}_vs_param.png")
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    path = out_dir / f"{spec.objective.metric}_vs_param.png"
+    if spec.is_grid or not complete:
+        done["metric_vs_param"] = _save(plot_metric_vs_param(study, spec), path)
+    else:  # a sampled sweep: one slice per parameter, log axes where the parameter is log-sampled
+        try:
+            done["metric_vs_param"] = _save(plot_slices(study, spec), path)
+        except (ValueError, RuntimeError) as exc:
+            log.info("slice plot skipped: %s", exc)
+            done["metric_vs_param"] = _save(plot_metric_vs_param(study, spec), path)
+        finally:
+            plt.close("all")
     vis = optuna.visualization.matplotlib
     target = None
-    target_name = spec.objective.metric
+    target_name = objective_label(spec)
     if spec.multi_objective:
         target = lambda t: t.values[0]  # noqa: E731 - Optuna's plots take one scalar target
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     jobs = {
         "history": lambda: vis.plot_optimization_history(study, target=target, target_name=target_name),
         # Seeded (and lighter than the default 64 trees) so the figure is the same every time it is drawn.
@@ -337,6 +364,6 @@ def save_plots(study, spec: StudySpec, out_dir: Path) -> dict[str, Path | str]:
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # axis labels never cut at the edge
     plt.close(fig)
     return path

@@ -32,8 +32,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from bench.errors import BenchError, ConfigError, UsageError
+from bench.formatting import duration, human_params
+from bench.metrics import catalog
+from bench.progress import Reporter
 from bench.studies.objectives import get_objective, is_objective
 from bench.studies.spec import StudySpec
+from bench.tracking import metric_key
 from bench.studies.report import SEED_METRICS_ATTR
 from bench.studies.storage import OWNER_ATTR, StudyStorage, default_storage, open_storage, owner_record
 
@@ -144,12 +148,23 @@ def load_existing(spec: StudySpec, handle: StudyStorage):
     return study
 
 
+def spec_digest(spec: StudySpec) -> dict[str, str]:
+    """The spec's identity as a small user attribute: 8 hex digits per top-level key (the full spec is the
+    `spec.json` artifact of the study's MLflow run and of its results folder)."""
+    import hashlib
+
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:8]
+            for k, v in sorted(spec.fingerprint().items())}
+
+
 def check_spec(study, spec: StudySpec) -> None:
     """The stored spec must match: resuming a study under other settings would mix two experiments."""
     stored = study.user_attrs.get(SPEC_ATTR)
     if stored is None:
         return
-    current = spec.fingerprint()
+    # Studies created before the compact digest stored the whole fingerprint.
+    current = spec_digest(spec) if all(isinstance(v, str) and len(v) == 8 for v in stored.values()) \
+        else spec.fingerprint()
     if stored != current:
         diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
         raise ConfigError(f"study {spec.study_name!r} in {storage_url(spec)} was created with other settings "
@@ -192,11 +207,26 @@ def open_study(spec: StudySpec, handle: StudyStorage, opts: RunOptions, *, coord
     return study
 
 
+def objective_names(spec: StudySpec) -> list[str]:
+    """What a trial's value is, for optuna-dashboard's axes: 'FID (last epoch, mean of 3 seeds)'."""
+    from bench.metrics import catalog
+
+    n = len(spec.seeds)
+    select = "last epoch" if spec.objective.select == "last" else "best epoch"
+    return [f"{catalog.get(m).label} ({select}, mean of {n} seed{'s' if n > 1 else ''})"
+            for m in spec.objective.metrics]
+
+
 def _setup(study, spec: StudySpec, opts: RunOptions) -> None:
+    import optuna
+
     validate_points(spec, opts)
-    study.set_user_attr(SPEC_ATTR, spec.fingerprint())
+    study.set_user_attr(SPEC_ATTR, spec_digest(spec))
     study.set_user_attr("bench:spec_path", spec.path)
     study.set_user_attr("bench:paper", spec.paper)
+    with warnings.catch_warnings():  # experimental in Optuna 4 (stable since 3.2 in practice)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(objective_names(spec))
     points = spec.grid_points() if spec.is_grid else [dict(p) for p in spec.enqueue]
     for params in points:
         study.enqueue_trial(params, skip_if_exists=True)
@@ -298,16 +328,19 @@ def _start_parent_run(spec: StudySpec, opts: RunOptions) -> str | None:
     if not opts.tracking:
         return None
 
-    tags = {"bench.study": spec.study_name, "bench.kind": "study", "bench.preset": spec.preset,
+    tags = {"bench.study": spec.study_name, "bench.preset": spec.preset,
             "bench.dataset": "+".join(spec.datasets), "bench.spec_path": spec.path}
     params = {"study.sampler": spec.sampler.kind, "study.sampler_seed": spec.sampler.seed,
               "study.pruner": spec.pruner.kind, "study.seeds": ",".join(map(str, spec.seeds)),
               "study.objective": ",".join(f"{m}:{d}" for m, d in zip(spec.objective.metrics, spec.objective.directions)),
               "study.select": spec.objective.select, "study.method": spec.method, "study.preset": spec.preset,
               "study.fixed_overrides": json.dumps(spec.fixed_overrides(), sort_keys=True, default=str),
-              "study.search_space": json.dumps([dataclasses.asdict(p) for p in spec.search_space], default=str)}
+              "study.search_space": ", ".join(p.name for p in spec.search_space)}
     tracker = Tracker.start(tracking_uri=opts.tracking_uri, experiment=spec.datasets[0],
-                            run_name=f"study/{spec.study_name}", tags=tags, params=params)
+                            run_name=f"study/{spec.study_name}", tags=tags, params=params, kind="study")
+    # The whole spec (search space included) as a file, instead of kB-sized params and attributes.
+    tracker.log_dict({"fingerprint": spec.fingerprint(), "path": spec.path, "paper": spec.paper,
+                      "search_space": [dataclasses.asdict(p) for p in spec.search_space]}, "spec.json")
     return tracker.run_id
 
 
@@ -360,15 +393,18 @@ def run_trial(trial, spec: StudySpec, opts: RunOptions, parent_run_id: str | Non
     trial.set_user_attr("bench:dataset", dataset)
     if origin != trial.number:
         trial.set_user_attr("bench:retry_of", origin)
-    tags = {"bench.study": spec.study_name, "bench.trial": trial.number, "bench.kind": "trial",
+    tags = {"bench.study": spec.study_name, "bench.trial": trial.number,
             "bench.method": method, "bench.dataset": dataset, "bench.preset": spec.preset,
             "bench.swept": json.dumps(params, sort_keys=True, default=str)}
+    log.info("study %s: trial %d starts (%s on %s, %s; %d seed%s): %s", spec.study_name, trial.number, method, dataset,
+             spec.preset, len(spec.seeds), "s" if len(spec.seeds) > 1 else "", human_params(params) or "defaults")
+    t_trial = time.monotonic()
     if opts.tracking:
         tracker = Tracker.start(tracking_uri=opts.tracking_uri, experiment=dataset,
                                 run_name=f"{spec.name}/trial{trial.number}", tags=tags,
                                 params={**{f"param.{k}": v for k, v in params.items()}, "method": method,
                                         "seeds": ",".join(map(str, spec.seeds))},
-                                parent_run_id=parent_run_id)
+                                parent_run_id=parent_run_id, kind="trial")
         trial.set_user_attr(TRIAL_RUN_ATTR, tracker.run_id)
     else:
         tracker = Tracker.disabled()
@@ -383,33 +419,48 @@ def run_trial(trial, spec: StudySpec, opts: RunOptions, parent_run_id: str | Non
 
             def on_eval(epoch: int, scores: Mapping[str, float], _offset=offset, _seed=seed) -> None:
                 value = scores.get(metric)
+                log.info("study %s: trial %d seed %d epoch %d: %s", spec.study_name, trial.number, _seed, epoch,
+                         " ".join(f"{k}={catalog.get(k).format(v)}" for k, v in scores.items()) or "no score")
                 if value is None or not report:
                     return
                 step = _offset + epoch
                 trial.report(float(value), step)
                 if tracker.enabled:
-                    tracker.log_metrics({f"intermediate/{metric}": float(value)}, step=step)
+                    tracker.log_metrics({metric_key(metric, "intermediate"): float(value)}, step=step)
                 if trial.should_prune():
+                    log.info("study %s: trial %d pruned at seed %d epoch %d (%s=%s, worse than the pruner's "
+                             "threshold)", spec.study_name, trial.number, _seed, epoch, metric,
+                             catalog.get(metric).format(value))
                     raise optuna.TrialPruned(f"{metric}={value:.4g} at seed {_seed} epoch {epoch} (step {step})")
 
+            log.info("study %s: trial %d seed %d (%d of %d) training", spec.study_name, trial.number, seed,
+                     index + 1, len(spec.seeds))
             result = run_seed(spec, opts, method, dataset, seed, overrides, params, trial.number, origin,
                               tracker.run_id, on_eval)
             seed_metrics[str(seed)] = result
             trial.set_user_attr(SEED_METRICS_ATTR, seed_metrics)
+            scores = result.get(spec.objective.select) or {}
+            log.info("study %s: trial %d seed %d done: %s", spec.study_name, trial.number, seed,
+                     " ".join(f"{spec.objective.select}/{k}={catalog.get(k).format(v)}" for k, v in scores.items()
+                              if k != "epoch" and isinstance(v, (int, float))) or "no scores")
         values = objective_values(spec, seed_metrics)
         finals: dict[str, float] = {}
         for m in sorted({k for r in seed_metrics.values() for k in (r.get(spec.objective.select) or {})} - {"epoch"}):
             vals = [r[spec.objective.select][m] for r in seed_metrics.values()
                     if isinstance((r.get(spec.objective.select) or {}).get(m), (int, float))]
             if vals:
-                finals[f"objective/{m}"] = sum(vals) / len(vals)
+                key = metric_key(m, "objective")
+                finals[key] = sum(vals) / len(vals)
                 if len(vals) > 1:
-                    mean = finals[f"objective/{m}"]
-                    finals[f"objective/{m}_std"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+                    mean = finals[key]
+                    finals[f"{key}_std"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
         if tracker.enabled:
             tracker.log_metrics(finals)
         tracker.set_tags({"bench.value": json.dumps(values)})
         tracker.finish("FINISHED")
+        log.info("study %s: trial %d finished in %s: %s", spec.study_name, trial.number,
+                 duration(time.monotonic() - t_trial), ", ".join(
+                     f"{name} = {v:.4g}" for name, v in zip(objective_names(spec), values)))
         return values
     except optuna.TrialPruned as exc:
         tracker.finish("KILLED", error=f"pruned: {exc}", bench_status="pruned")
@@ -468,7 +519,10 @@ def run_seed(spec: StudySpec, opts: RunOptions, method: str, dataset: str, seed:
     resume = (cfg.run_dir / "config.json").is_file()
     if resume:
         log.info("trial %d seed %d: resuming %s", number, seed, cfg.run_dir)
-    res = run_one(cfg, resume=resume, parent_run_id=trial_run_id, on_eval=on_eval, swept=dict(params))
+    # Plain progress lines (never a bar: several workers share one terminal or log file).
+    with Reporter(tty=False) as reporter:
+        res = run_one(cfg, resume=resume, parent_run_id=trial_run_id, on_eval=on_eval, swept=dict(params),
+                      progress=reporter.run(f"{spec.study_name} trial {number} seed {seed}"), kind="trial")
     if res.status != "finished":
         raise BenchError(f"trial {number} seed {seed}: run {res.run_dir} {res.status}: {res.error}")
     return {**res.metrics, "run_dir": str(res.run_dir), "mlflow_run_id": res.mlflow_run_id}
@@ -642,9 +696,6 @@ def work(spec: StudySpec, opts: RunOptions, handle: StudyStorage | None = None, 
         if trial is None:
             break
         trial.set_user_attr(OWNER_ATTR, owner_record(trial.number))
-        log.info("study %s: trial %d %s", spec.study_name, trial.number,
-                 json.dumps(trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {}),
-                            default=str))
         state, values, error = TrialState.FAIL, None, None
         with _Heartbeat(handle, trial._trial_id):
             try:
@@ -677,8 +728,10 @@ def work(spec: StudySpec, opts: RunOptions, handle: StudyStorage | None = None, 
             log.warning("trial %d was marked %s by another worker meanwhile; its result is dropped",
                         trial.number, frozen.state.name)
         counts[frozen.state.name.lower() if frozen.state.name.lower() in counts else "fail"] += 1
-        if frozen.state == TrialState.COMPLETE:
-            log.info("trial %d finished: %s", trial.number, frozen.values)
+        finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                 TrialState.FAIL)))
+        log.info("study %s: %d of %d trials done (this worker: %d complete, %d pruned, %d failed)",
+                 spec.study_name, finished, spec.total_trials(), counts["complete"], counts["pruned"], counts["fail"])
     check_failures(study, spec)
     return counts
 
@@ -773,20 +826,27 @@ def study_state(study, spec: StudySpec) -> dict[str, Any]:
     return {"counts": counts, "budget": spec.total_trials(), "complete": complete, "best": best}
 
 
+def best_trial_key(spec: StudySpec) -> str:
+    """The parent run's metric of the best trial: 'best_trial/mean_last_fid' (mean over seeds of last/fid)."""
+    return f"best_trial/mean_{spec.objective.select}_{metric_key(spec.objective.metric)}"
+
+
 def finalize(study, spec: StudySpec, opts: RunOptions) -> Path:
     """Write the table and figures to <results_dir>/<study>/ and attach them and the best params to the parent run."""
-    from bench.studies.report import render, save_plots, study_table
+    from bench.studies.report import save_plots, study_table
+    from bench.tables import render
 
     out_dir = Path(opts.results_dir) / spec.study_name
     out_dir.mkdir(parents=True, exist_ok=True)
     table = study_table(study, spec)
-    title = f"{spec.paper or spec.name} — {spec.study_name}"
-    if not table.empty:
+    if len(table.cells):
         for fmt, ext in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
-            (out_dir / f"table.{ext}").write_text(render(table, fmt, title=title))
+            (out_dir / f"table.{ext}").write_text(render(table, fmt))
     plots = save_plots(study, spec, out_dir)
     state = study_state(study, spec)
     (out_dir / "summary.json").write_text(json.dumps(state, indent=2, default=str))
+    (out_dir / "spec.json").write_text(json.dumps({"fingerprint": spec.fingerprint(), "path": spec.path},
+                                                  indent=2, default=str))
     run_id = study.user_attrs.get(PARENT_ATTR)
     if run_id and opts.tracking:
         client = _client(opts)
@@ -799,7 +859,8 @@ def finalize(study, spec: StudySpec, opts: RunOptions) -> Path:
             best = state["best"][0]
             tags.update({f"best.{k}": str(v) for k, v in best["params"].items()})
             tags["best.trial"] = str(best["number"])
-            client.log_metric(run_id, f"best/{spec.objective.metric}", float(best["values"][0]))
+            # Named for what it is: the best trial's objective, the mean over seeds of last/ (or best/) scores.
+            client.log_metric(run_id, best_trial_key(spec), float(best["values"][0]), step=0)
         for k, v in tags.items():
             client.set_tag(run_id, k, v)
         # Ended either way (bench.status says whether the study is complete); `run` reopens it to continue.

@@ -305,13 +305,15 @@ def find_spec(name_or_path: str | Path, studies_dir: str | Path = "studies") -> 
     path = Path(name_or_path)
     if path.is_file():
         return path
-    candidates = [Path(studies_dir) / f"{name_or_path}.yaml",
-                  Path(__file__).resolve().parents[2] / "studies" / f"{name_or_path}.yaml"]
+    # `studies/cut_lr_tpe.yaml` typed outside the repository means the spec bench ships under that name.
+    stem = path.stem if path.suffix in (".yaml", ".yml") else str(name_or_path)
+    candidates = [Path(studies_dir) / f"{stem}.yaml",
+                  Path(__file__).resolve().parents[2] / "studies" / f"{stem}.yaml"]
     for c in candidates:
         if c.is_file():
             return c
     known = sorted({p.stem for d in (Path(studies_dir), candidates[1].parent) if d.is_dir() for p in d.glob("*.yaml")})
-    raise ConfigError(f"study spec {str(name_or_path)!r} not found{closest(str(name_or_path), known)}; give a "
+    raise ConfigError(f"study spec {str(name_or_path)!r} not found{closest(stem, known)}; give a "
                       f"YAML path or one of: {', '.join(known) or '(no specs in ./studies)'}")
 
 
