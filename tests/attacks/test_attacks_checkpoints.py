@@ -55,6 +55,21 @@ def test_tampered_last_pt_of_an_unfinished_run_is_one_line(bench, run_copy, tmp_
     assert not (tmp_path / "owned.txt").exists()
 
 
+def test_a_checkpoint_of_another_method_is_not_resumed(bench, run_copy, tmp_path):
+    """FastCUT's nets have CUT's shapes: its last.pt in a CUT folder loaded, trained on and was reported as CUT."""
+    import shutil
+
+    run = run_copy("interrupted")
+    assert_clean(bench(*tiny_run_argv(method="fastcut", out="other")), 0)
+    last = run / "checkpoints" / "last.pt"
+    shutil.copy2(tmp_path / "other" / "toy" / "fastcut" / "seed0" / "checkpoints" / "last.pt", last)
+    before = snapshot(tmp_path / "runs")
+    res = bench(*tiny_run_argv("--resume"))
+    assert_refused(res, 1, str(last), "fastcut")
+    assert_intact(before, tmp_path / "runs")
+    assert not (run / "metrics.json").exists()
+
+
 def test_tampered_last_pt_of_a_finished_run_keeps_the_results(bench, run_copy, tmp_path):
     run = run_copy("finished")
     (run / "checkpoints" / "last.pt").write_bytes(b"")

@@ -29,6 +29,7 @@ RUN_CASES = {
     "unknown train option": (["--set", "train.eval_evry=2"], "eval_evry"),
     "unknown section": (["--set", "trian.eval_every=2"], "trian"),
     "no equals sign": (["--set", "lambda_NCE"], "lambda_NCE"),
+    "zero eval batch size": (["--set", "eval.batch_size=0"], "eval.batch_size"),  # failed only after training
     "negative eval_every": (["--set", "train.eval_every=-1"], "train.eval_every"),
     "negative max_train": (["--set", "data.max_train=-5"], "data.max_train"),
     "zero log_every": (["--set", "train.log_every=0"], "train.log_every"),
