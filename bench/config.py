@@ -156,15 +156,10 @@ class RunConfig:
 
     def algorithm_dict(self) -> dict[str, Any]:
         """The parts that determine the numbers (not where things are written or how progress is shown)."""
-        d = self.to_dict()
-        for k in ("out", "tracking_uri", "study", "trial", "run_name_suffix"):
-            d.pop(k)
-        d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE_TRAIN_FIELDS}
-        return d
+        return algorithm_dict_of(self.to_dict())
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.algorithm_dict(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return config_hash_of(self.to_dict())
 
     def flat_params(self) -> dict[str, str]:
         """Flattened `section.field` -> string, for MLflow params.
@@ -180,6 +175,20 @@ class RunConfig:
                 value = getattr(obj, f.name)
                 out[f"{prefix}.{f.name}"] = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
         return out
+
+
+def algorithm_dict_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`RunConfig.algorithm_dict` of a `to_dict()` document (a saved config.json too; extra keys are ignored)."""
+    keys = ("method", "dataset", "seed", "preset", "method_cfg", "data", "train", "eval")
+    d = json.loads(json.dumps({k: doc.get(k) for k in keys}, default=str))
+    d["train"] = {k: v for k, v in (d.get("train") or {}).items() if k not in RESUMABLE_TRAIN_FIELDS}
+    return d
+
+
+def config_hash_of(doc: Mapping[str, Any]) -> str:
+    """`RunConfig.config_hash` of a `to_dict()` document, e.g. the config.json a checkpoint was written under."""
+    blob = json.dumps(algorithm_dict_of(doc), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 #: Train settings that do not change the numbers and may differ between a run and its resumption.

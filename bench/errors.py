@@ -3,6 +3,8 @@
 Exit codes: 2 for usage errors (a flag, a value, a spec), 1 for failures (data, weights, a crashed run).
 """
 
+import errno
+
 
 class BenchError(Exception):
     """A problem the user can act on. The message says what is wrong and what to do."""
@@ -34,6 +36,23 @@ class DownloadError(DataError):
 
 class CheckpointError(BenchError):
     """A checkpoint is missing, truncated, corrupt or incompatible (names the file)."""
+
+
+class DiskFullError(BenchError):
+    """A write failed because the file system is full (or over quota); names the file being written."""
+
+
+#: errno values that mean "the disk is full": no space, over quota, file too large for the file system.
+DISK_FULL_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
+
+
+def disk_full(exc: BaseException, path, what: str = "") -> "DiskFullError | None":
+    """A DiskFullError for an OSError that means the disk is full while writing `path`, else None."""
+    if not isinstance(exc, OSError) or exc.errno not in DISK_FULL_ERRNOS:
+        return None
+    detail = f" ({what})" if what else ""
+    return DiskFullError(f"no space left on device writing {path}{detail}; free some space (or write elsewhere, "
+                         "e.g. --out DIR), then run the same command again (a run continues with --resume)")
 
 
 class TrainingDiverged(BenchError):

@@ -197,7 +197,7 @@ class Evaluator:
     # ----------------------------------------------------------------- quick eval during training
     def quick(self, method, n: int, metric: str) -> dict[str, float]:
         """Translate the first `n` test inputs and score `metric` against the full reference set."""
-        from bench.metrics import evaluate
+        from bench.metrics.evaluate import evaluate  # the function (the package attribute may be the module)
 
         count = len(self.data.sources) if n <= 0 else min(n, len(self.data.sources))
         fakes = torch.cat([f for f, _ in self.translate_batches(method, list(range(count)))])
@@ -230,7 +230,8 @@ class Evaluator:
     # ----------------------------------------------------------------- full evaluation
     def full(self, method, tag: str) -> dict[str, Any]:
         """Translate the test split into eval/<tag>/fake/*.png and compute every wanted metric."""
-        from bench.metrics import evaluate, paired_scores
+        from bench.metrics.evaluate import evaluate
+        from bench.metrics.paired import paired_scores
 
         cfg = self.cfg
         n_src = len(self.data.sources)
@@ -317,7 +318,7 @@ class Evaluator:
         return segmentation_scores(fake_dir, label_dir, weights=self.cfg.eval.seg_weights, device=str(self.device))
 
     def _lpips(self, method):
-        from bench.metrics import lpips_diversity
+        from bench.metrics.lpips_diversity import lpips_diversity
 
         e = self.cfg.eval
         n = min(e.lpips_inputs, len(self.data.sources))

@@ -9,6 +9,38 @@ import torch
 from PIL import Image
 
 from bench.checkpoint import atomic_write_bytes
+from bench.errors import DataError
+
+#: PIL modes of 16-bit grayscale images (PNG, TIFF); "I" is how PIL opens some of them (values 0..65535).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(im: Image.Image, path) -> Image.Image:
+    """Decode `im` (opened from `path`) as 8-bit RGB with its real colours; DataError naming `path` otherwise.
+
+    PIL's own `convert("RGB")` clips 16-bit grayscale to white (a 16-bit PNG decodes 99.6 % white) and maps
+    float images to black; here 16-bit values are scaled to 8 bits (v / 257, rounded), palette images go through
+    RGBA (so a transparent palette entry keeps its colour), alpha is dropped as the official loaders do
+    (`convert('RGB')`), CMYK is converted by PIL. Float images and 32-bit integers beyond 16 bits have no
+    agreed scale and are refused.
+    """
+    mode = im.mode
+    if mode == "RGB":
+        im.load()
+        return im
+    if mode in SIXTEEN_BIT_MODES:
+        arr = np.asarray(im)
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+            raise DataError(f"image {path} is a 32-bit integer image with values {int(arr.min())}..{int(arr.max())}, "
+                            "beyond 16 bits: bench cannot tell its scale; convert it to an 8-bit RGB image")
+        gray = np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+        return Image.fromarray(np.ascontiguousarray(gray), mode="L").convert("RGB")
+    if mode == "F":
+        raise DataError(f"image {path} holds floating-point pixels (PIL mode F): bench cannot tell their scale; "
+                        "convert it to an 8-bit RGB image")
+    if mode in ("P", "PA"):
+        return im.convert("RGBA").convert("RGB")
+    return im.convert("RGB")
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,8 @@ class FolderState:
     state: str
     differences: list[str] = field(default_factory=list)
     mlflow_run_id: str | None = None
+    #: The saved config.json (None when absent).
+    saved: dict[str, Any] | None = None
 
     @property
     def same_settings(self) -> bool:
@@ -89,6 +91,9 @@ def inspect(cfg: RunConfig) -> FolderState:
     except (OSError, ValueError) as exc:
         raise BenchError(f"{config_path} is unreadable ({exc}); start over with --restart (the folder is moved "
                          "aside, not deleted)") from None
+    if not isinstance(saved, dict):
+        raise BenchError(f"{config_path} is not a run configuration (a JSON {type(saved).__name__}); start over "
+                         "with --restart (the folder is moved aside, not deleted)")
     if (run_dir / "metrics.json").is_file():
         state = FINISHED
     elif (run_dir / "checkpoints" / "last.pt").is_file():
@@ -97,7 +102,7 @@ def inspect(cfg: RunConfig) -> FolderState:
         state = UNSTARTED
     id_file = run_dir / "mlflow_run_id.txt"
     run_id = id_file.read_text().strip() or None if id_file.is_file() else None
-    return FolderState(run_dir, state, differences(saved, cfg.to_dict()), run_id)
+    return FolderState(run_dir, state, differences(saved, cfg.to_dict()), run_id, saved)
 
 
 def replaced_name(run_dir: Path, now: float | None = None) -> Path:
@@ -131,6 +136,8 @@ class Decision:
     replaced_run_id: str | None = None
     #: Where --restart moved the previous folder.
     moved_to: Path | None = None
+    #: eval.* settings a resume changes ({key: [old, new]}): a trained run re-scored with corrected settings.
+    eval_changes: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def decide(cfg: RunConfig, *, resume: bool = False, restart: bool = False) -> Decision:
@@ -158,6 +165,16 @@ def decide(cfg: RunConfig, *, resume: bool = False, restart: bool = False) -> De
             return Decision("again", st, resume_run_id=st.mlflow_run_id)
         return Decision("again", st, replaced_run_id=st.mlflow_run_id)
     what = "a finished" if st.state == FINISHED else "a started"
+    if not st.same_settings and resume and st.state == STARTED:
+        changes = eval_changes(st.saved, cfg.to_dict())
+        if changes and (set(changes) <= set(EVAL_FIELDS_CHANGEABLE_MIDWAY) or training_finished(st.run_dir)):
+            return Decision("resume", st, resume_run_id=st.mlflow_run_id, eval_changes=changes)
+        if changes:
+            raise RunFolderConflict(
+                f"{st.run_dir} holds a started run of {label} whose training has not finished; --resume may change "
+                f"only eval.{', eval.'.join(EVAL_FIELDS_CHANGEABLE_MIDWAY)} before that, the other evaluation "
+                f"settings once training is over ({'; '.join(st.differences)}); resume with the same settings, or "
+                "start over with --restart", fixes=("--restart",))
     if not st.same_settings:
         raise RunFolderConflict(
             f"{st.run_dir} holds {what} run of {label} with other settings ({'; '.join(st.differences)}); "
@@ -170,3 +187,33 @@ def decide(cfg: RunConfig, *, resume: bool = False, restart: bool = False) -> De
     raise RunFolderConflict(f"{st.run_dir} holds a started run of {label} (checkpoints/last.pt, no metrics.json); "
                             "continue it with --resume, or start over with --restart (moves the old folder aside)",
                             fixes=("--resume", "--restart"))
+
+
+#: Evaluation settings a resume may change while training is still going (they decide memory use, not which images
+#: are scored or how): a run whose in-training evaluation failed on them continues with a corrected value.
+EVAL_FIELDS_CHANGEABLE_MIDWAY = ("batch_size",)
+
+
+def eval_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+    """{key: [old, new]} of the eval settings that differ, when nothing but eval settings differs; else {}."""
+    a, b = _comparable(saved), _comparable(json.loads(json.dumps(current, default=str)))
+    if any(a.get(k) != b.get(k) for k in COMPARED_SECTIONS if k != "eval"):
+        return {}
+    old, new = a.get("eval"), b.get("eval")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return {}
+    return {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+
+
+def training_finished(run_dir: Path) -> bool:
+    """True when checkpoints/last.pt records a finished training loop (read memory-mapped: no weights loaded)."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return False
+    import torch
+
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: the resume itself reports it, naming the file
+        return False
+    return bool(isinstance(state, dict) and isinstance(state.get("loop"), dict) and state["loop"].get("finished"))

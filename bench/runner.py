@@ -21,9 +21,9 @@ from typing import Any, Callable, Mapping
 import torch
 
 from bench import precision, seeding, threads
-from bench.checkpoint import atomic_write_json, atomic_write_text
-from bench.config import SECTIONS, RunConfig, build_section, split_overrides
-from bench.errors import BenchError, ConfigError
+from bench.checkpoint import atomic_write_json, atomic_write_text, remove_stale_temps
+from bench.config import SECTIONS, RunConfig, build_section, config_hash_of, split_overrides
+from bench.errors import BenchError, CheckpointError, ConfigError
 from bench.tracking import git_commit  # noqa: F401 - the run's commit tag; importable from here too
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,15 @@ def build_run_config(method: str, dataset: str, seed: int = 0, preset: str = "pa
     spec = get_spec(dataset)  # validates the name
     method_over, sections = split_overrides(dict(overrides or {}), cls.Config, method=method)
     method_cfg = cls.make_config(preset, method_over, dataset=dataset)
+    seed = seeding.check_seed(seed)
     data_over = dict(sections["data"])
     if data_root is not None:
         data_over.setdefault("root", data_root)
     if direction is not None:
+        given = data_over.get("direction")
+        if given is not None and spec.normalize_direction(str(given)) != spec.normalize_direction(direction):
+            raise ConfigError(f"--direction {direction} and --set data.direction={given} disagree; give the "
+                              "direction once (either flag)")
         data_over.setdefault("direction", direction)
     train_over = dict(sections["train"])
     if device is not None:
@@ -196,12 +201,16 @@ def _summary(results: dict[str, Any]) -> dict[str, float | None]:
 
 def _finished_result(cfg: RunConfig, run_dir: Path, t_start: float) -> RunResult:
     """The RunResult of a run that already wrote its metrics.json."""
-    doc = json.loads((run_dir / "metrics.json").read_text())
+    doc = read_record(run_dir / "metrics.json")
     run_id_file = run_dir / "mlflow_run_id.txt"
     result = RunResult(cfg.method, cfg.dataset, cfg.seed, "finished", run_dir,
-                       run_id_file.read_text().strip() if run_id_file.is_file() else None, kept=True,
-                       selected_by=cfg.train.select_metric)
-    _scores_from_doc(result, doc)
+                       read_record(run_id_file, json_doc=False).strip() if run_id_file.is_file() else None,
+                       kept=True, selected_by=cfg.train.select_metric)
+    try:
+        _scores_from_doc(result, doc)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"run record {run_dir / 'metrics.json'} is incomplete (no {exc}); restore it, or "
+                              "delete it and run again with --resume to re-evaluate the trained run") from None
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -291,7 +300,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
     from bench.evaluation import Evaluator
     from bench.run_folder import decide
     from bench.tracking import TAG_DEVICE, TAG_OVERRIDES, Tracker, protocol_tags, run_name
-    from bench.train import Trainer, load_best_into
+    from bench.train import Trainer, load_best_into, load_last_nets_into
 
     t_start = time.perf_counter()
     run_dir = cfg.run_dir
@@ -305,10 +314,25 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         log.info("%s already finished with these settings; kept as it is (--restart to train it again)", run_dir)
         return _finished_result(cfg, run_dir, t_start)
     resume = decision.action == "resume"
+    eval_changes = decision.eval_changes
+    origin_hashes: tuple[str, ...] = ()
     run_dir.mkdir(parents=True, exist_ok=True)
     if decision.action == "again":
         (run_dir / "error.txt").unlink(missing_ok=True)  # the previous attempt's failure; MLflow keeps its error
-    atomic_write_json(config_path, cfg.to_dict())
+    if resume:
+        for stale in remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints"):
+            log.info("removed %s, left by a write that was killed", stale)
+        saved = read_record(config_path)
+        # The checkpoints were written under the saved settings (and any evaluation settings they replaced).
+        origin_hashes = tuple({config_hash_of(saved), *(config_hash_of({**saved, "eval": e})
+                                                         for e in saved.get("replaced_eval") or [])})
+        if eval_changes:
+            log.info("%s: continuing with changed evaluation settings: %s", run_dir,
+                     ", ".join(f"eval.{k}: {old!r} -> {new!r}" for k, (old, new) in eval_changes.items()))
+            atomic_write_json(config_path, {**cfg.to_dict(), "replaced_eval": [*(saved.get("replaced_eval") or []),
+                                                                               saved.get("eval")]})
+    else:  # a resume keeps config.json as it was (nothing written before is overwritten)
+        atomic_write_json(config_path, cfg.to_dict())
 
     run_id_file = run_dir / "mlflow_run_id.txt"
     prev_run_id = decision.resume_run_id
@@ -334,6 +358,9 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         tags["bench.swept"] = json.dumps(dict(swept), sort_keys=True, default=str)
     name = run_name(cfg.method, cfg.seed, cfg.preset, settings, cfg.run_name_suffix)
     params = {k: v for k, v in cfg.flat_params().items() if k not in _RESOLVED_PARAMS}  # logged once resolved
+    if eval_changes:  # MLflow params are immutable: the changed eval settings go to a tag instead
+        params = {k: v for k, v in params.items() if k.removeprefix("eval.") not in eval_changes}
+        tags["bench.eval_changed_on_resume"] = json.dumps(eval_changes, sort_keys=True, default=str)
     start = dict(tracking_uri=cfg.tracking_uri, experiment=cfg.dataset, run_name=name, tags=tags,
                  params=params, parent_run_id=parent_run_id, kind=kind or ("trial" if cfg.study else "benchmark"),
                  system_metrics=True)
@@ -365,9 +392,11 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
                               for k, v in described.items()})
             atomic_write_json(run_dir / "uses.json", described)
         evaluator = Evaluator(cfg, run_dir, device, data=eval_data, compute=compute)
-        trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval)
+        trainer = Trainer(cfg, method, train_ds, evaluator, tracker, run_dir, on_eval=on_eval,
+                          origin_hashes=origin_hashes)
         schedule = _record_schedule(cfg, trainer, tracker, method)
-        tracker.log_params(_resolved_params(cfg, trainer, evaluator))
+        tracker.log_params({k: v for k, v in _resolved_params(cfg, trainer, evaluator).items()
+                            if k.removeprefix("eval.") not in eval_changes})  # a changed one is in the tag
         _log_dataset(tracker, cfg, train_ds, evaluator)
         trainer.setup(resume=resume)
         threads.note_change(run_dir, continuity, trainer.state.iteration)
@@ -398,15 +427,29 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
             metrics_doc["reverse"] = {"direction": "BtoA", "weights": "last", "epoch": last_epoch, **rev_scores}
             tracker.log_metrics(_flatten_results("reverse", rev_scores["metrics"]), step=0)
         best_epoch = int(state.best["epoch"]) if state.best else last_epoch
+        recovered = None
         if cfg.eval.score_best and best_epoch != last_epoch:
             if progress:
                 progress.phase(f"final evaluation: best weights (epoch {best_epoch})")
-            load_best_into(method, run_dir, cfg)
-            best = evaluator.full(method, "best")
+            try:
+                load_best_into(method, run_dir, cfg, origin_hashes=origin_hashes)
+            except CheckpointError as exc:
+                # The best epoch's weights are gone; the last ones are loaded: score "best" with them, saying so.
+                recovered = (f"{exc}. The best epoch by the training history was {best_epoch}; its weights are "
+                             f"lost, so 'best' is scored with the last weights (epoch {last_epoch})")
+                log.warning("%s", recovered)
+                load_last_nets_into(method, run_dir)  # a best.pt that did not fit may have been loaded in part
+                best_epoch, best = last_epoch, last
+            else:
+                best = evaluator.full(method, "best")
         else:
             best = last
         metrics_doc["best"] = {"epoch": best_epoch, "selected_by": cfg.train.select_metric,
                                "note": "selected on the test set (the official test scripts evaluate the last epoch)", **best}
+        if recovered:
+            metrics_doc["best"].update(recovered=recovered, history_best_epoch=int(state.best["epoch"]),
+                                       selected_by="last (best.pt unusable)")
+            tracker.set_tags({"bench.best_recovered": recovered[:5000]})
         tracker.log_metrics({**_flatten_results("best", best["metrics"]), "best/epoch": best_epoch}, step=0)
         fingerprints = {name: r["fingerprint"] for name, r in last["metrics"].items() if r.get("fingerprint")}
         for name, fingerprint in fingerprints.items():
@@ -428,6 +471,7 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         tracker.set_tags({"bench.status": "finished"})
         tracker.finish("FINISHED")
         result.status = "finished"
+        (run_dir / "error.txt").unlink(missing_ok=True)  # an earlier attempt's error no longer applies
         if progress:
             progress.done("finished")
         _scores_from_doc(result, metrics_doc)
@@ -444,11 +488,29 @@ def run_one(cfg: RunConfig, *, resume: bool = False, restart: bool = False, pare
         tracker.set_tags({"bench.status": "failed"})
         # Ctrl-C, a pool's interrupt or a Slurm preemption (submitit exits the task) end KILLED, resumable.
         tracker.finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED", error=msg)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        _write_error(run_dir / "error.txt", traceback.format_exc())
         raise
     finally:
         result.seconds = time.perf_counter() - t_start
     return result
+
+
+def read_record(path: Path, json_doc: bool = True) -> Any:
+    """A run record (config.json, metrics.json, mlflow_run_id.txt); CheckpointError naming it when unreadable."""
+    try:
+        text = path.read_text()
+        return json.loads(text) if json_doc else text
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"run record {path} is unreadable ({type(exc).__name__}: {exc}); restore it from a "
+                              "copy, or start over with --restart (the folder is moved aside, not deleted)") from None
+
+
+def _write_error(path: Path, text: str) -> None:
+    """Record a failure's traceback; best effort (a full disk must not hide the real error behind an empty file)."""
+    try:
+        atomic_write_text(path, text)
+    except (OSError, BenchError) as exc:
+        log.warning("could not write %s (%s); the error is in the log above", path, exc)
 
 
 def _record_schedule(cfg: RunConfig, trainer, tracker, method):

@@ -11,11 +11,29 @@ import random
 from typing import Any
 
 import numpy as np
-import torch
+
+# torch is imported inside the functions that need it, so that validating a seed (study specs, the CLI) does not
+# load torch.
+
+
+#: Seeds are 32-bit: numpy's legacy seeding, Optuna's samplers and the per-stream seeds derived from a run's seed
+#: (seed * 1000 + stream for latent codes) all stay within their ranges.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """`seed` as an int in [0, MAX_SEED]; ConfigError naming it otherwise."""
+    from bench.errors import ConfigError
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"{what} {seed!r} is out of range: use an integer from 0 to {MAX_SEED} (2**32 - 1)")
+    return int(seed)
 
 
 def seed_everything(seed: int) -> None:
     """Seed python's `random`, numpy's global RNG and torch (CPU and every CUDA device)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -23,6 +41,8 @@ def seed_everything(seed: int) -> None:
 
 def configure_determinism(enabled: bool = True) -> None:
     """Deterministic kernels (bitwise-reproducible on CPU; on CUDA as far as PyTorch allows)."""
+    import torch
+
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled, warn_only=True)
@@ -32,6 +52,8 @@ def configure_determinism(enabled: bool = True) -> None:
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG state, checkpoint-safe."""
+    import torch
+
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": _tuples_to_lists(random.getstate()),
@@ -46,6 +68,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state` recorded."""
+    import torch
+
     random.setstate(_lists_to_tuples(state["python"]))
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))

@@ -143,7 +143,7 @@ def _jpeg_round_trip(files: Sequence[Path]):
 
 
 def _score(real, fake, metric: str, imgs: SavedImages, protocol: str | None = None) -> float | None:
-    from bench.metrics import evaluate
+    from bench.metrics.evaluate import evaluate
 
     e = imgs.eval_cfg
     res = evaluate(real, fake, metrics=(metric,), protocol=protocol or e["protocol"], device=imgs.device,

@@ -695,6 +695,18 @@ class Tracker:
         """Store a matplotlib figure as an image artifact."""
         return self._guard("log_figure", lambda: self.client.log_figure(self.run_id, figure, artifact_file))
 
+    def last_steps(self, prefixes: tuple[str, ...]) -> dict[str, int]:
+        """The highest step logged so far for each metric whose key starts with one of `prefixes` ({} if none)."""
+        steps: dict[str, int] = {}
+
+        def read() -> None:
+            for key in self.client.get_run(self.run_id).data.metrics:
+                if key.startswith(prefixes):
+                    steps[key] = max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=-1)
+
+        self._guard("get_metric_history", read)
+        return steps
+
     def log_image(self, image, key: str, step: int = 0) -> bool:
         """An image under `key` at `step` (MLflow's stepped images: a slider on the run page, side by side in
         Compare). `image` is a PIL image, an HxWxC uint8 array or a PNG path."""

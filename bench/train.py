@@ -29,7 +29,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from bench import seeding
 from bench.batches import batch_indices, collate, epoch_batches, epoch_order
-from bench.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from bench.checkpoint import RESTORE_HINT, TRAINING_STATE, atomic_write_json, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.errors import CheckpointError, TrainingDiverged
 from bench.images import save_png
@@ -121,11 +121,15 @@ class Trainer:
     """Runs one method on one dataset for its schedule, evaluating and checkpointing along the way."""
 
     def __init__(self, cfg: RunConfig, method, train_ds, evaluator, tracker, run_dir: Path,
-                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None,
+                 origin_hashes: tuple[str, ...] = ()) -> None:
         self.cfg, self.method, self.ds, self.evaluator, self.tracker = cfg, method, train_ds, evaluator, tracker
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.on_eval = on_eval
+        #: Config hashes a resumed checkpoint may carry besides this config's (the settings it was written under,
+        #: when a resume changes evaluation settings only).
+        self.origin_hashes = tuple(origin_hashes)
         mc = method.cfg
         self.batch_size = mc.batch_size
         sched = schedule_length(cfg, len(train_ds), method.max_iterations())
@@ -143,6 +147,13 @@ class Trainer:
         self.schedulers: dict[str, LambdaLR] = {}
         self.amp = Amp(cfg.train.precision, method.device)
         self.progress = None  # a bench.progress run handle while `run` is going
+        #: metric key -> last step MLflow already holds (from before a resume); replayed steps are not re-logged.
+        self._logged_until: dict[str, int] = {}
+
+    def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        fresh = {k: v for k, v in metrics.items() if step > self._logged_until.get(k, -1)}
+        if fresh:
+            self.tracker.log_metrics(fresh, step=step)
 
     # ----------------------------------------------------------------- data
     def order(self, epoch: int) -> np.ndarray:
@@ -164,14 +175,21 @@ class Trainer:
         self.amp.guard(self.method.optimizers.values())
         last = self.ckpt_dir / "last.pt"
         if resume and last.is_file():
-            ckpt = load_checkpoint(last, map_location=self.method.device)
-            check_origin(ckpt, self.cfg, last)
-            self.method.load_state_dict(ckpt["method"])
-            self.amp.load_state_dict(ckpt.get("amp", {}))
-            for k, sd in ckpt["schedulers"].items():
-                self.schedulers[k].load_state_dict(sd)
-            self.state = LoopState.from_dict(ckpt["loop"])
-            seeding.set_rng_state(ckpt["rng"])
+            ckpt = load_checkpoint(last, map_location=self.method.device, require=TRAINING_STATE)
+            check_origin(ckpt, self.cfg, last, self.origin_hashes)
+            try:
+                self.method.load_state_dict(ckpt["method"])
+                self.amp.load_state_dict(ckpt.get("amp", {}))
+                for k, sd in ckpt["schedulers"].items():
+                    self.schedulers[k].load_state_dict(sd)
+                self.state = LoopState.from_dict(ckpt["loop"])
+                seeding.set_rng_state(ckpt["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+                detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+                raise CheckpointError(f"checkpoint {last} does not fit this run ({type(exc).__name__}: {detail}); "
+                                      f"{RESTORE_HINT}") from None
+            # Steps logged after this checkpoint was written are replayed now: MLflow already has them.
+            self._logged_until = self.tracker.last_steps(("train/", "eval/"))
             log.info("resumed %s at epoch %d, batch %d (iteration %d)", self.run_dir, self.state.epoch,
                      self.state.batch_pos, self.state.iteration)
 
@@ -261,7 +279,7 @@ class Trainer:
                 if st.iteration % cfg.train.log_every == 0 or st.batch_pos == self.n_batches:
                     means = {k: float(v) / count for k, v in sums.items()}
                     sums, count = {}, 0
-                    self.tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=st.iteration)
+                    self._log_metrics({f"train/{k}": v for k, v in means.items()}, step=st.iteration)
                 if progress:  # every iteration: the bar's speed and ETA stay current on slow runs
                     progress.update(completed=st.iteration, epoch=epoch, losses=means)
                 if st.iteration - it0 == ETA_AFTER_ITERATIONS:
@@ -276,7 +294,7 @@ class Trainer:
                 if m.schedule_unit == "epoch":
                     for s in self.schedulers.values():
                         s.step()
-                self.tracker.log_metrics({"train/lr": self._lr()}, step=st.iteration)
+                self._log_metrics({"train/lr": self._lr()}, step=st.iteration)
             if epoch % self.eval_every == 0 or epoch == self.total_epochs or stopped_early:
                 self.evaluate_epoch(epoch)
             if st.batch_pos >= self.n_batches:
@@ -331,7 +349,7 @@ class Trainer:
         if progress:
             progress.phase(None)
         if scores:
-            self.tracker.log_metrics(tracking_metrics(scores, "eval"), step=epoch)
+            self._log_metrics(tracking_metrics(scores, "eval"), step=epoch)
         if metric in scores:
             value = scores[metric]
             if is_better(metric, value, st.best["value"] if st.best else None):
@@ -351,24 +369,42 @@ def origin(cfg: RunConfig) -> dict[str, str]:
     return {"method_name": cfg.method, "config_hash": cfg.config_hash()}
 
 
-def check_origin(ckpt: dict[str, Any], cfg: RunConfig, path: Path) -> None:
-    """CheckpointError (one line) when `ckpt` was written by another method or under other settings."""
+def check_origin(ckpt: dict[str, Any], cfg: RunConfig, path: Path, also_accept: tuple[str, ...] = ()) -> None:
+    """CheckpointError (one line) when `ckpt` was written by another method or under other settings
+    (`also_accept`: config hashes it may also carry, e.g. the settings before a resume changed eval.*)."""
     saved_method, saved_hash = ckpt.get("method_name"), ckpt.get("config_hash")
     if saved_method is not None and saved_method != cfg.method:
         raise CheckpointError(f"{path} is a checkpoint of {saved_method}, not of this {cfg.method} run; refusing to "
                               "resume from it: remove it to start over, or use that method's run folder")
-    if saved_hash != cfg.config_hash():
+    if saved_hash != cfg.config_hash() and saved_hash not in also_accept:
         raise CheckpointError(f"{path} was written under other settings (config hash {saved_hash}, this run "
                               f"{cfg.config_hash()}; e.g. another size, schedule or loss weight); refusing to resume "
                               "from it: resume with the settings it was written with, or start a new run")
 
 
-def load_best_into(method, run_dir: Path, cfg: RunConfig | None = None) -> int:
-    """Load best.pt's nets into `method` (refused when `cfg` is given and best.pt is not its own); returns its epoch."""
+def load_last_nets_into(method, run_dir: Path) -> None:
+    """Load the nets of last.pt into `method` (after a failed best.pt load)."""
+    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt", map_location=method.device, require=("method",))
+    method.load_state_dict(ckpt["method"])
+
+
+def load_best_into(method, run_dir: Path, cfg: RunConfig | None = None, origin_hashes: tuple[str, ...] = ()) -> int:
+    """Load best.pt's nets into `method` (refused when `cfg` is given and best.pt is not its own); returns its epoch.
+
+    CheckpointError when unusable; a file that does not fit may have been loaded in part, so reload the last
+    weights (`load_last_nets_into`) before using the method."""
     path = Path(run_dir) / "checkpoints" / "best.pt"
-    ckpt = load_checkpoint(path, map_location=method.device)
+    ckpt = load_checkpoint(path, map_location=method.device, require=("method", "epoch"))
     if cfg is not None:
-        check_origin(ckpt, cfg, path)
-    for k, sd in ckpt["method"]["nets"].items():
-        method.nets[k].load_state_dict(sd)
-    return int(ckpt["epoch"])
+        check_origin(ckpt, cfg, path, origin_hashes)
+    try:
+        nets = ckpt["method"]["nets"]
+        unknown = sorted(set(nets) - set(method.nets))
+        if unknown:
+            raise KeyError(f"nets {unknown}")
+        for k, sd in nets.items():
+            method.nets[k].load_state_dict(sd)
+        return int(ckpt["epoch"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: "
+                              f"{str(exc).strip()[:160]}); {RESTORE_HINT}") from None

@@ -36,9 +36,10 @@ def test_check_fixture_is_partial_but_ok(fixtures_dir, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "partial: 64 of 2975" in out and "partial: 64 of 500" in out and "128 image files decoded" in out
-    strict = _parse("check", "cityscapes", "--strict", "--quick",
-                    "--root", str(fixtures_dir / "data" / "cityscapes_mini"))
-    assert strict.func(strict) == 1
+    assert bench_main(["data", "check", "cityscapes", "--strict", "--quick",
+                       "--root", str(fixtures_dir / "data" / "cityscapes_mini")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "counts differ from the official release" in err[0]
 
 
 def test_check_toy_is_complete(capsys):
@@ -65,10 +66,11 @@ def test_check_reports_a_broken_image(fixtures_dir, tmp_path, capsys):
     shutil.copytree(fixtures_dir / "data" / "facades_mini", root)
     bad = root / "train" / "1.jpg"
     bad.write_bytes(bad.read_bytes()[:500])
-    args = _parse("check", "facades", "--root", str(root))
-    assert args.func(args) == 1
-    out = capsys.readouterr().out
-    assert "cannot decode image" in out and "1.jpg" in out and "FAILED" in out
+    assert bench_main(["data", "check", "facades", "--root", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "cannot decode image" in captured.out and "1.jpg" in captured.out and "FAILED" in captured.out
+    err = captured.err.strip().splitlines()  # and one error line naming the file
+    assert len(err) == 1 and str(bad) in err[0]
 
 
 def test_get_cityscapes_prints_the_manual_steps(tmp_path, capsys):

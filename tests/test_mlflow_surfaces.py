@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,8 @@ def _tags(run: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def logged(mlflow_server, tmp_path_factory):  # noqa: F811 - the imported fixture
     """One toy CUT run and one 2-trial study, tracked on the server."""
-    from conftest import STUDY_OBJECTIVES
+    # Not `from conftest import ...`: with tests/attacks/conftest.py collected too, `conftest` may be that one.
+    STUDY_OBJECTIVES = Path(__file__).with_name("study_objectives.py")
 
     from bench.runner import build_run_config, run_one
     from bench.studies.objectives import PLUGINS_ENV

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from bench.errors import BenchError
@@ -31,12 +32,11 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def setup_logging(verbose: bool) -> None:
     """Rich log lines on a terminal; plain `logging` lines (no wrapping, no padding) when stdout is a file."""
-    import os
-
     from bench.progress import is_tty
 
     level = logging.DEBUG if verbose else logging.INFO
-    # MLflow configures its own handler when first imported (after this); its INFO lines drown bench's.
+    # MLflow configures its own handler when first imported (after this) at INFO ("Creating initial MLflow
+    # database tables"); its INFO lines drown bench's, and stderr is for bench's one-line errors.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
     if is_tty(sys.stdout):
         from rich.logging import RichHandler
@@ -47,6 +47,7 @@ def setup_logging(verbose: bool) -> None:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
         logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.captureWarnings(True)  # library warnings (matplotlib, optuna) go to the log, not stderr
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -117,7 +118,9 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        # One line, always: a message that quotes a library's multi-line error is joined.
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"bench: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)

@@ -135,4 +135,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = not report.ok or (args.strict and not report.complete)
     console.print("[red]FAILED[/red]" if failed else ("[green]OK[/green]" if report.complete else
                                                          "[yellow]OK (partial)[/yellow]"))
-    return 1 if failed else 0
+    if not report.ok:
+        from bench.errors import DataError
+
+        more = f" (+{len(report.problems) - 1} more above)" if len(report.problems) > 1 else ""
+        raise DataError(f"{args.name} at {report.root}: {report.problems[0]}{more}")
+    if failed:
+        from bench.errors import DataError
+
+        differ = next(f"{r.split}/{r.domain}: {r.status}" for r in report.rows if r.status != "ok")
+        raise DataError(f"{args.name} at {report.root}: counts differ from the official release ({differ}); "
+                        "--strict wants the complete dataset (`bench data get`)")
+    return 0

@@ -112,7 +112,10 @@ def score(real, fake, metrics: list[str], *, labels=None, seg_weights=None, seg_
           inception_weights=None, cache_dir=None, cache=None, context=None, kid_subsets=50, kid_subset_size=None,
           allow_mixed_sizes=False, convert_rgb=False) -> dict[str, Any]:
     """Compute `metrics` with the right entry point each; results keyed by metric name."""
-    from bench.metrics import METRICS, evaluate, segmentation_scores
+    # From the defining modules: once bench.metrics.evaluate is imported, the package attribute `evaluate` is
+    # that submodule, not the function (`from bench.metrics import evaluate` then gets a module).
+    from bench.metrics.evaluate import METRICS, evaluate
+    from bench.metrics.segmentation import segmentation_scores
     from bench.metrics.evaluate import check_metric_names
 
     seg = [m for m in metrics if METRICS.get(m) is not None and METRICS[m].kind == "segmentation"]
@@ -178,6 +181,10 @@ def _run_settings(run_dir: Path, args) -> dict[str, Any]:
     real = run_dir / "eval" / "reference"
     for path, what in ((fake, f"the {args.tag} fakes"), (real, "the reference images")):
         if not path.is_dir():
+            if (run_dir / "checkpoints" / "last.pt").is_file() and not (run_dir / "metrics.json").is_file():
+                raise DataError(f"{run_dir}: the run's final evaluation did not finish ({path} is missing); run "
+                                "the same `bench run ... --resume` to evaluate it without retraining (evaluation "
+                                "settings may be corrected: --set eval.KEY=VALUE)")
             raise DataError(f"{path} is missing ({what}); was the run evaluated? (--tag last|best)")
     metrics = _parse_metrics(args.metrics)
     if metrics is None:

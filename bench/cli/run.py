@@ -158,9 +158,16 @@ def cmd_run(args) -> int:
     import methods as registry
     from bench.config import parse_set
     from bench.runner import build_run_config, method_fits, preflight
+    from bench.seeding import check_seed
     from bench.tracking import make_client
 
     overrides = parse_set(args.overrides)
+    for seed in args.seeds:
+        check_seed(seed, "--seeds")
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--seeds {' '.join(map(str, args.seeds))}: seed {repeated[0]} is given twice (one run "
+                         "folder per seed); list each seed once")
     if args.no_progress:
         overrides.setdefault("train.progress", "false")
     names = registry.names() if args.methods == ["all"] else args.methods
@@ -258,7 +265,9 @@ def _sequential(plan, args) -> list:
                 if len(plan) == 1:
                     raise
             except Exception as exc:  # one failing method must not stop the others
-                log.exception("%s/seed%d crashed", cfg.method, cfg.seed)
+                log.error("%s/seed%d crashed: %s: %s (traceback in %s)", cfg.method, cfg.seed, type(exc).__name__,
+                          exc, cfg.run_dir / "error.txt")
+                log.debug("%s/seed%d traceback", cfg.method, cfg.seed, exc_info=True)
                 results.append(_failed(cfg, exc))
     return results
 

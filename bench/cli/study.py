@@ -91,10 +91,25 @@ def add_subcommands(p: argparse.ArgumentParser) -> None:
     sb.set_defaults(func=cmd_submit)
 
 
+def _route_library_logs() -> None:
+    """Optuna logs to stderr through its own handler ('[I ...] A new study created'): send it through bench's
+    log instead (stdout), at WARNING unless -v, so stderr carries only bench's one-line error."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def _spec(args):
     from bench.config import parse_set
     from bench.studies.spec import find_spec, load_spec
 
+    _route_library_logs()
+
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UsageError(f"--n-trials {args.n_trials}: the study's trial budget must be 1 or more")
     spec = load_spec(find_spec(args.spec))
     return spec.with_options(preset=args.preset, dataset=args.dataset, overrides=parse_set(args.overrides),
                              seeds=tuple(args.seeds) if args.seeds else None, n_trials=args.n_trials,
@@ -133,7 +148,8 @@ def _use_agg() -> None:
 
 
 def cmd_run(args) -> int:
-    from bench.studies.run import finalize, open_handle, open_study, run_workers, study_state, work
+    from bench.studies.run import (StudyFailed, check_all_failed, check_failures, finalize, open_handle, open_study,
+                                   run_workers, study_state, work)
 
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: use 1 or more")
@@ -142,31 +158,45 @@ def cmd_run(args) -> int:
     study = open_study(spec, handle, opts, coordinator=True)
     log.info("study %s in %s (%d trial budget); dashboard: %s", spec.study_name, handle.display,
              spec.total_trials(), handle.dashboard_command())
-    code = 0
-    if args.workers == 1:
-        work(spec, opts, handle, study)
-    else:
-        code = run_workers(worker_argv(args), args.workers)
+    code, failure = 0, None
+    try:
+        if args.workers == 1:
+            work(spec, opts, handle, study)
+        else:
+            code = run_workers(worker_argv(args), args.workers)
+            check_failures(study, spec)
+        check_all_failed(study, spec)
+    except StudyFailed as exc:
+        failure = exc
     _use_agg()
     out_dir = finalize(study, spec, opts)
     state = study_state(study, spec)
     print(json.dumps({"study": spec.study_name, "trials": state["counts"], "done": state["complete"],
                       "results": str(out_dir)}, default=str))
+    if failure is not None:
+        raise failure
     return code
 
 
 def cmd_worker(args) -> int:
-    from bench.studies.run import worker_entry
+    from bench.studies.run import StudyFailed, worker_entry
 
     import os
 
-    counts = worker_entry(_spec(args), _opts(args), index=int(os.environ.get("BENCH_STUDY_WORKER", "0")))
+    index = os.environ.get("BENCH_STUDY_WORKER")
+    try:
+        counts = worker_entry(_spec(args), _opts(args), index=int(index) if index is not None else None)
+    except StudyFailed as exc:
+        if index is None:
+            raise
+        log.error("worker %s stops: %s", index, exc)  # the launching `study run` reports it once, on stderr
+        return 1
     log.info("worker done: %s", counts)
     return 0
 
 
 def cmd_status(args) -> int:
-    from bench.studies.run import load_existing, open_handle, study_state
+    from bench.studies.run import first_error, load_existing, open_handle, study_state
     from bench.studies.storage import OWNER_ATTR, owner_is_dead
     from optuna.trial import TrialState
 
@@ -180,6 +210,9 @@ def cmd_status(args) -> int:
           f"waiting {c['waiting']}  failed {c['fail']}  {'(done)' if state['complete'] else ''}")
     for b in state["best"]:
         print(f"  best trial {b['number']}: {b['values']}  {b['params']}")
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if failed:
+        print(f"  first error: {first_error(failed)}")
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(OWNER_ATTR) or {}
         age = handle.heartbeat_age(t)
@@ -200,6 +233,7 @@ def cmd_table(args) -> int:
 
     spec = _spec(args)
     study = load_existing(spec, open_handle(spec, create=False))
+    _check_some_finished(study, spec, args)
     table = study_table(study, spec)
     if not len(table.cells):
         raise UsageError(f"study {spec.study_name} has no trials yet; run `bench study run {args.spec}` first")
@@ -211,6 +245,22 @@ def cmd_table(args) -> int:
     else:
         print(text, end="")
     return 0
+
+
+def _check_some_finished(study, spec, args) -> None:
+    """A table of a study where no trial finished would be all dashes: say why instead."""
+    from optuna.trial import TrialState
+
+    from bench.errors import BenchError
+    from bench.studies.run import first_error
+
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        return
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if failed:
+        raise BenchError(f"study {spec.study_name} has no finished trial: {len(failed)} failed (first error, "
+                         f"{first_error(failed)}); fix it and run `bench study run {args.spec}` again")
 
 
 def cmd_plot(args) -> int:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from PIL import Image
 
-from bench.data.layout import domain_refs, expected_layout, is_flat
+from bench.data.layout import domain_refs, expected_layout, header_problem, is_flat
 from bench.data.registry import DatasetSpec, get_spec
 from bench.data.roots import existing_root
 from bench.data.transforms import ImageRef, load_image
@@ -110,8 +110,8 @@ def check_dataset(name: str, root: str | Path | None = None, *, decode: bool = T
                   on_progress: Callable[[int, int], None] | None = None) -> CheckReport:
     """Check layout and counts of dataset `name`; with `decode`, fully decode every image. Never writes.
 
-    Problems (missing required split, empty folder, undecodable image, odd-width aligned file) make
-    `report.ok` False; partial counts are reported but are not problems.
+    Problems (missing required split, empty or unreadable folder, undecodable image, an aligned file that is not
+    an A|B pair of the spec's layout) make `report.ok` False; partial counts are reported but are not problems.
     """
     spec = get_spec(name)
     path = existing_root(name, root)  # a check reads: it never downloads or generates
@@ -121,21 +121,22 @@ def check_dataset(name: str, root: str | Path | None = None, *, decode: bool = T
     half = {r.path: r.half for r in refs}
     for i, p in enumerate(unique):
         ref = ImageRef(p, half[p])
-        try:
-            if decode:
-                img = load_image(ref)
-                report.sizes[(img.width * (2 if ref.half is not None else 1), img.height)] += 1
-            else:
-                with Image.open(p) as im:  # header only
-                    w, h = im.size
-                if ref.half is not None and w % 2:
-                    raise DataError(f"aligned image {p} is {w}x{h}: odd width, so its A|B halves differ in size")
-                report.sizes[(w, h)] += 1
-            report.decoded += 1
-        except DataError as exc:
-            report.problems.append(str(exc))
-        except OSError as exc:
-            report.problems.append(f"cannot read image {p}: {exc}")
+        problem = header_problem(p, spec.pair_aspect if ref.half is not None else None)
+        if problem:
+            report.problems.append(problem)
+        else:
+            try:
+                if decode:
+                    img = load_image(ref)
+                    report.sizes[(img.width * (2 if ref.half is not None else 1), img.height)] += 1
+                else:
+                    with Image.open(p) as im:  # header only
+                        report.sizes[im.size] += 1
+                report.decoded += 1
+            except DataError as exc:
+                report.problems.append(str(exc))
+            except (OSError, Image.DecompressionBombError) as exc:
+                report.problems.append(f"cannot read image {p}: {exc}")
         if on_progress:
             on_progress(i + 1, len(unique))
     if spec.image_size and report.sizes and set(report.sizes) != {spec.image_size}:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bench.data.layout import domain_refs, form_for
+from bench.data.layout import check_pairs, domain_refs, form_for
 from bench.data.registry import DATASETS, DatasetSpec, get_spec
 from bench.data.roots import resolve_root
 from bench.data.transforms import (DEFAULT_PIPELINE, ImageRef, Pipeline, color_jitter, draw_jitter, draw_params,
@@ -65,6 +65,7 @@ class TranslationDataset(Dataset):
         self.B = domain_refs(spec, self.root, split, target, form)
         if paired and len(self.A) != len(self.B):  # cannot happen for aligned files; guards future layouts
             raise UsageError(f"{spec.name} {split}: {len(self.A)} vs {len(self.B)} images cannot be paired")
+        check_pairs(spec, self.A)  # aligned files only: each must be an A|B pair, before any training
         self.full_len = self._natural_len()
         if max_items and self.streams:
             # data.max_train for the stream modes: each domain is limited to its first N images.
@@ -179,6 +180,7 @@ class ImageDataset(Dataset):
         self.crop, self.pipeline = crop, pipeline
         # The toy set's test folders hold the same scenes in both forms; evaluation reads the unaligned one.
         self.refs = domain_refs(spec, self.root, split, domain, form_for(spec, paired=False))
+        check_pairs(spec, self.refs)
 
     @property
     def paths(self) -> list[str]:

@@ -32,7 +32,7 @@ from bench.data.check import count_images
 from bench.data.registry import DatasetSpec, Download, get_spec
 from bench.data.roots import cache_dir, install_root
 from bench.data.synthetic import ensure_toy
-from bench.errors import DataError, DownloadError
+from bench.errors import DataError, DownloadError, disk_full
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +111,27 @@ def _fetch_once(url: str, dest: Path, *, progress: bool, timeout: float) -> tupl
                                 "preview page?); download it in a browser and pass its folder with --root")
         hasher = _sha256_file(part) if mode == "ab" else hashlib.sha256()
         done = offset if mode == "ab" else 0
-        with open(part, mode) as f, _progress(progress) as bar:
-            task = bar.add_task(dest.name, total=total, completed=done)
-            while True:
-                block = resp.read(CHUNK)
-                if not block:
-                    break
-                f.write(block)
-                hasher.update(block)
-                done += len(block)
-                bar.update(task, completed=done)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(part, mode) as f, _progress(progress) as bar:
+                task = bar.add_task(dest.name, total=total, completed=done)
+                while True:
+                    block = resp.read(CHUNK)
+                    if not block:
+                        break
+                    try:
+                        f.write(block)
+                    except OSError as exc:
+                        raise disk_full(exc, part, f"after {done} bytes; the partial file is kept and a rerun "
+                                                   "resumes it") or exc
+                    hasher.update(block)
+                    done += len(block)
+                    bar.update(task, completed=done)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise disk_full(exc, part) or exc
+    if total is None:
+        log.info("%s sent no Content-Length: %d bytes received; checking the archive before using it", url, done)
     if total is not None and done != total:
         raise DownloadError(f"{url}: connection closed after {done} of {total} bytes; {part} was kept, "
                             "run the same command again to resume")
@@ -130,17 +139,28 @@ def _fetch_once(url: str, dest: Path, *, progress: bool, timeout: float) -> tupl
 
 
 def fetch(download: Download, dest_dir: Path, *, progress: bool = True, timeout: float = 60.0) -> Fetched:
-    """Download `download` into `dest_dir` (resuming, trying mirrors in order) and verify its sha256."""
+    """Download `download` into `dest_dir` (resuming, trying mirrors in order) and verify it: by its sha256 when
+    known, otherwise by opening the whole archive (a transfer cut short without Content-Length looks complete).
+    A file that fails is moved aside, so the next run downloads it again."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / download.filename
     part = dest.with_name(dest.name + ".part")
     if dest.is_file():
         digest = _sha256_file(dest).hexdigest()
-        if download.sha256 is None or digest == download.sha256:
+        if download.sha256 is not None and digest == download.sha256:
             log.info("%s already downloaded", dest)
-            return Fetched(dest, "", digest, download.sha256 is not None)
-        log.warning("%s does not match its sha256; downloading it again", dest)
-        dest.unlink()
+            return Fetched(dest, "", digest, True)
+        if download.sha256 is None:
+            problem = archive_problem(dest)
+            if problem is None:
+                log.info("%s already downloaded (archive opens; no known sha256)", dest)
+                return Fetched(dest, "", digest, False)
+            aside = move_aside(dest)
+            log.warning("%s is not a complete archive (%s); moved aside to %s and downloading it again", dest,
+                        problem, aside.name)
+        else:
+            log.warning("%s does not match its sha256; downloading it again", dest)
+            dest.unlink()
     errors = []
     for url in download.urls:
         try:
@@ -156,12 +176,73 @@ def fetch(download: Download, dest_dir: Path, *, progress: bool = True, timeout:
             raise DownloadError(f"{url}: sha256 mismatch for {download.filename}: expected {download.sha256}, "
                                 f"got {digest}; the file was deleted (retry, or report a changed upstream file)")
         if download.sha256 is None:
-            log.warning("%s has no known sha256; got %s (size %d): recorded, NOT verified", download.filename,
-                        digest, size)
+            problem = archive_problem(part)
+            if problem is not None:
+                aside = move_aside(part, dest)
+                raise DownloadError(f"{url}: {download.filename} ({size} bytes) is not a complete archive "
+                                    f"({problem}); moved aside to {aside}; run the same command again to download "
+                                    "it again")
+            log.warning("%s has no known sha256; got %s (size %d, the archive opens): recorded, NOT verified",
+                        download.filename, digest, size)
         os.replace(part, dest)
         return Fetched(dest, url, digest, download.sha256 is not None)
     kept = f"; partial file kept at {part}" if part.exists() else ""
     raise DownloadError(f"could not download {download.filename}: {'; '.join(errors)}{kept}")
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def archive_problem(path: Path) -> str | None:
+    """Why `path` (a .part or an archive) is not a complete zip/tar archive, or None. Reads every member (zip
+    CRCs, the whole compressed tar stream), so a truncated file is found before it is used."""
+    name = path.name.removesuffix(".part")
+    if not name.lower().endswith(ARCHIVE_SUFFIXES):
+        return None  # not an archive: nothing to open (only a sha256 can verify it)
+    try:
+        if name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+                if bad is not None:
+                    return f"member {bad!r} is corrupt"
+                if not zf.infolist():
+                    return "the zip archive is empty"
+            return None
+        with tarfile.open(path, "r:*") as tf:
+            members = 0
+            for member in tf:
+                members += 1
+                if member.isfile():
+                    f = tf.extractfile(member)
+                    while f is not None and f.read(CHUNK):
+                        pass
+            if not members:
+                return "the tar archive is empty"
+        return None
+    except tarfile.ReadError as exc:
+        if "could not be opened" in str(exc):  # tarfile lists every compression it tried, one per line
+            return "not a zip, tar, tar.gz, tar.bz2 or tar.xz file"
+        return f"ReadError: {_first_line(exc)}"
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib_error(), ValueError) as exc:
+        return f"{type(exc).__name__}: {_first_line(exc)}" if str(exc).strip() else type(exc).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+def move_aside(path: Path, final: Path | None = None) -> Path:
+    """Rename a bad download to `<final name>.bad-<time>` next to it; returns the new path."""
+    final = final or path
+    aside = final.with_name(f"{final.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+    os.replace(path, aside)
+    return aside
 
 
 # --------------------------------------------------------------------------- safe extraction

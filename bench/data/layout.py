@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from bench.data.registry import DatasetSpec
-from bench.data.transforms import IMG_EXTENSIONS, ImageRef, is_image
+from bench.data.transforms import IMG_EXTENSIONS, ImageRef, is_image, pair_problem
 from bench.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,14 @@ def _found(root: Path) -> str:
 
 
 def list_images(folder: Path) -> list[str]:
-    """Sorted image paths in `folder`; DataError if it is missing, empty or holds no supported images."""
+    """Sorted image paths in `folder`; DataError if it is missing, unreadable, empty or holds no supported images."""
     if not folder.is_dir():
         raise DataError(f"missing folder {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"cannot list folder {folder} ({exc.strerror or exc}); check its permissions "
+                        "(it must be readable and searchable by this user)") from None
     images = [str(p) for p in files if is_image(p)]
     if not files:
         raise DataError(f"folder {folder} is empty; it should hold the split's images")
@@ -126,3 +130,32 @@ def domain_refs(spec: DatasetSpec, root: Path, split: str, domain: str, form: st
             return [ImageRef(p) for p in flat_split(list_images(root / domain), split)]
         return [ImageRef(p) for p in list_images(_split_dir(spec, root, split, form) / domain)]
     raise ValueError(f"unknown layout {form!r}")
+
+
+def check_pairs(spec: DatasetSpec, refs: list[ImageRef]) -> None:
+    """Every aligned file of `refs` is a side-by-side pair of the spec's layout (width = pair_aspect x height),
+    read from the file headers; DataError naming the first file that is not."""
+    for path in dict.fromkeys(r.path for r in refs if r.half is not None):
+        problem = header_problem(path, spec.pair_aspect)
+        if problem:
+            raise DataError(f"{problem}; {spec.name} is a paired dataset, so every file of the split must be one")
+
+
+def header_problem(path: str, pair_aspect: float | None = None) -> str | None:
+    """Why the header of image `path` is unusable (or, with `pair_aspect`, not an A|B pair); None when fine."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            mode = im.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"cannot decode image {path} ({exc}); replace or delete the file"
+    if mode == "F":
+        return (f"image {path} holds floating-point pixels (PIL mode F): bench cannot tell their scale; convert it "
+                "to an 8-bit RGB image")
+    if pair_aspect is not None:
+        problem = pair_problem(w, h, pair_aspect)
+        if problem:
+            return f"aligned image {path} is {w}x{h}: {problem}"
+    return None

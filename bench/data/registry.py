@@ -56,6 +56,9 @@ class DatasetSpec:
     downloads: tuple[Download, ...] = ()
     #: Stored image size (width, height) of one file in the official release, for messages and checks.
     image_size: tuple[int, int] | None = None
+    #: Aligned layouts: width / height of one side-by-side A|B file (two square images: 2). Every file of a
+    #: paired split is checked against it before training.
+    pair_aspect: float = 2.0
     citation: str = ""
     licence: str = ""
     notes: str = ""

@@ -53,10 +53,13 @@ class CropFlip:
 
 
 def load_image(ref: ImageRef) -> Image.Image:
-    """Decode `ref` as RGB (grayscale/RGBA/palette converted); DataError naming the file on failure."""
+    """Decode `ref` as RGB (16-bit/grayscale/RGBA/palette/CMYK converted: `bench.images.to_rgb`); DataError naming
+    the file on failure."""
+    from bench.images import to_rgb
+
     try:
         with Image.open(ref.path) as im:
-            img = im.convert("RGB")  # convert() decodes fully, so truncation surfaces here
+            img = to_rgb(im, ref.path)  # decodes fully, so truncation surfaces here
     except FileNotFoundError:
         raise DataError(f"image {ref.path} disappeared; the dataset folder changed while in use") from None
     except _DECODE_ERRORS as exc:
@@ -64,11 +67,25 @@ def load_image(ref: ImageRef) -> Image.Image:
     if ref.half is None:
         return img
     w, h = img.size
-    if w % 2:
-        raise DataError(f"aligned image {ref.path} is {w}x{h}: odd width, so its A|B halves differ in size; "
-                        "aligned files must be two equal images side by side")
+    if w % 2:  # the layout (width = aspect x height) is checked for the whole split when it is opened
+        raise DataError(f"aligned image {ref.path} is {w}x{h}: {pair_problem(w, h)}")
     half = w // 2
     return img.crop((0, 0, half, h)) if ref.half == 0 else img.crop((half, 0, w, h))
+
+
+#: Width / height of a side-by-side A|B file: two square images (pix2pix's AB format).
+PAIR_ASPECT = 2.0
+
+
+def pair_problem(w: int, h: int, aspect: float = PAIR_ASPECT) -> str | None:
+    """Why a w x h file cannot be a side-by-side pair of the declared layout (width = aspect x height), or None."""
+    if w % 2:
+        return ("odd width, so its A|B halves differ in size; aligned files must be two equal images side by side "
+                f"(width = {aspect:g} x height)")
+    if w != round(aspect * h):
+        return (f"not a side-by-side pair (width = {aspect:g} x height expected, e.g. {round(aspect * h)}x{h}); "
+                "replace it or remove it from the aligned folder")
+    return None
 
 
 #: Resize filters by config name (PIL's; torchvision's Resize on PIL images calls PIL with these).

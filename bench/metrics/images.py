@@ -5,7 +5,8 @@ images, grayscale/RGBA images, mixed sizes, fewer than 2 images):
 - empty folder, a folder holding non-image files, a missing path: DataError (hidden dot-files are ignored);
 - a file PIL cannot identify or decode (also truncated files, found while decoding): DataError;
 - grayscale, RGBA, palette, CMYK or 16-bit images: DataError, unless `convert_rgb=True` (CLI --convert-rgb)
-  converts them with PIL `.convert("RGB")` as pytorch-fid does silently (alpha is dropped) and logs a warning;
+  converts them as the data loaders do (`bench.images.to_rgb`: like pytorch-fid's silent `.convert("RGB")`, alpha
+  dropped, except that 16-bit images are scaled instead of clipped to white) and logs a warning;
 - mixed sizes inside one set: DataError unless `allow_mixed_sizes=True` (CLI --allow-mixed-sizes); FID/KID
   resize every image to 299 so they cope, SWD and paired scores then still need one size;
 - fewer than `min_images` (2 for distribution metrics, 1 for paired scores): DataError.
@@ -28,6 +29,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from bench.errors import DataError, UsageError
+from bench.images import to_rgb
 from bench.metrics.protocol import sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
@@ -165,7 +167,7 @@ def decode_image(path: Path, convert_rgb: bool = False) -> torch.Tensor:
             if im.mode != "RGB":
                 if not convert_rgb:
                     raise DataError(_mode_message(path, im.mode))
-                im = im.convert("RGB")
+                im = to_rgb(im, path)  # 16-bit scaled, not clipped to white as PIL's convert("RGB") does
             else:
                 im.load()
             arr = np.asarray(im, dtype=np.uint8)

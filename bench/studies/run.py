@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +47,10 @@ SPEC_ATTR = "bench:spec"
 READY_ATTR = "bench:ready"
 PARENT_ATTR = "bench:mlflow_parent_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
+#: The error a failed trial ended with (its first line, for `status`, `table` and the study's own error).
+ERROR_ATTR = "bench:error"
+#: Trial number from which failures count toward the stop (set by each `bench study run` of an existing study).
+STREAK_START_ATTR = "bench:failure_streak_from"
 READY_TIMEOUT = 60.0
 
 
@@ -65,20 +70,37 @@ class RunOptions:
 
 
 # ------------------------------------------------------------------------------------------ study
-def make_sampler(spec: StudySpec):
-    """The spec's sampler, seeded. Grid studies run enqueued points only, so their sampler is never asked."""
+def worker_seed(seed: int, worker: int | None) -> int:
+    """The sampler seed of one worker: the spec's seed for worker 0, a seed derived from (seed, worker) for the
+    others, and one derived from this process (host, pid) for a worker started without an index. Workers that
+    shared one seed would draw the same random (startup) points."""
+    import hashlib
+
+    import numpy as np
+
+    if worker == 0:
+        return seed
+    if worker is None:
+        worker = int.from_bytes(hashlib.sha256(f"{socket.gethostname()}:{os.getpid()}".encode()).digest()[:4], "big")
+    return int(np.random.SeedSequence([seed, worker]).generate_state(1)[0])
+
+
+def make_sampler(spec: StudySpec, worker: int | None = 0):
+    """The spec's sampler, seeded for `worker` (`worker_seed`). Grid studies run enqueued points only, so their
+    sampler is never asked."""
     import optuna
 
     s = spec.sampler
+    seed = worker_seed(s.seed, worker)
     if s.kind == "tpe":
-        kwargs: dict[str, Any] = {"seed": s.seed, "multivariate": s.multivariate, "group": s.multivariate,
+        kwargs: dict[str, Any] = {"seed": seed, "multivariate": s.multivariate, "group": s.multivariate,
                                   "constant_liar": True}
         if s.n_startup_trials is not None:
             kwargs["n_startup_trials"] = s.n_startup_trials
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(**kwargs)
-    return optuna.samplers.RandomSampler(seed=s.seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def make_pruner(spec: StudySpec):
@@ -150,19 +172,24 @@ def check_spec(study, spec: StudySpec) -> None:
                           f"the spec's `name`")
 
 
-def open_study(spec: StudySpec, handle: StudyStorage, opts: RunOptions, *, coordinator: bool = False):
-    """Create the study (and set it up) or join it once it is ready. Returns the Optuna study."""
+def open_study(spec: StudySpec, handle: StudyStorage, opts: RunOptions, *, coordinator: bool = False,
+               worker: int | None = 0):
+    """Create the study (and set it up) or join it once it is ready. Returns the Optuna study, whose sampler is
+    seeded for `worker` (see `worker_seed`)."""
     import optuna
 
     directions = list(spec.objective.directions)
     created = False
+    if coordinator:
+        validate_points(spec, opts)  # before the study exists: a typo leaves nothing behind
     try:
         study = optuna.create_study(storage=handle.storage, study_name=spec.study_name, directions=directions,
-                                    sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=False)
+                                    sampler=make_sampler(spec, worker), pruner=make_pruner(spec),
+                                    load_if_exists=False)
         created = True
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=spec.study_name, storage=handle.storage, sampler=make_sampler(spec),
-                                  pruner=make_pruner(spec))
+        study = optuna.load_study(study_name=spec.study_name, storage=handle.storage,
+                                  sampler=make_sampler(spec, worker), pruner=make_pruner(spec))
     if created:
         log.info("created study %s in %s", spec.study_name, handle.display)
         _setup(study, spec, opts)
@@ -175,6 +202,8 @@ def open_study(spec: StudySpec, handle: StudyStorage, opts: RunOptions, *, coord
         if coordinator:
             requeue_failed_grid_points(study, spec)
             _reopen_parent(study, opts)
+            # Run again (after a fix): earlier failures no longer stop the study at once.
+            study.set_user_attr(STREAK_START_ATTR, len(study.get_trials(deepcopy=False)))
     return study
 
 
@@ -242,14 +271,41 @@ def requeue_failed_grid_points(study, spec: StudySpec) -> int:
     return count
 
 
+def probe_points(spec: StudySpec) -> list[dict[str, Any]]:
+    """Parameter sets that together use every value a trial can get: the grid, or for tpe/random the enqueued
+    points plus, per parameter, each choice / variant and both bounds (the others at their first value)."""
+    if spec.is_grid:
+        return spec.grid_points()
+    base: dict[str, Any] = {}
+    for p in spec.search_space:
+        if p.active(base):
+            base[p.name] = _probe_values(p)[0]
+    points = [dict(e) for e in spec.enqueue] + [base]
+    for p in spec.search_space:
+        for value in _probe_values(p)[1:]:
+            point = {**base, p.name: value}
+            points.append({q.name: point[q.name] for q in spec.search_space if q.name in point and q.active(point)})
+    return points
+
+
+def _probe_values(p) -> list[Any]:
+    if p.kind == "categorical":
+        return list(p.choices)
+    if p.kind == "variant":
+        return list(p.variants)
+    if p.kind == "int":
+        return [int(p.low), int(p.high)]
+    return [float(p.low), float(p.high)]
+
+
 def validate_points(spec: StudySpec, opts: RunOptions) -> None:
-    """Resolve every grid point (or the fixed overrides) into a run config now, so typos fail before training."""
+    """Resolve the fixed overrides and every value the search space can give (`probe_points`) into run configs
+    now, against the method's config, so a typo fails before the first trial."""
     if is_objective(spec.method):
         return
     from bench.runner import build_run_config, method_fits
 
-    points = spec.grid_points() if spec.is_grid else [dict(p) for p in spec.enqueue] or [{}]
-    for params in points:
+    for params in probe_points(spec):
         method, dataset, overrides = spec.resolve(params)
         if is_objective(method):
             get_objective(method)
@@ -261,7 +317,8 @@ def validate_points(spec: StudySpec, opts: RunOptions) -> None:
             if reason:
                 raise ConfigError(reason)
         except BenchError as exc:
-            raise ConfigError(f"{spec.path}: trial {params or '(fixed overrides)'} -> {method} on {dataset}: {exc}") from exc
+            raise ConfigError(f"{spec.path}: trial {params or '(fixed overrides)'} -> {method} on {dataset}: {exc}; "
+                              "fix the spec's search_space/overrides") from None
 
 
 # ------------------------------------------------------------------------------------------ MLflow
@@ -500,11 +557,87 @@ class _Heartbeat:
 
 
 def budget_left(study, spec: StudySpec) -> int:
-    """Trials still to start: the budget minus trials finished (complete/pruned) or running."""
+    """Trials still to start: the budget minus trials finished (complete, pruned or failed) or running.
+
+    A failed trial counts unless it was run again: re-queued after its worker died (a retry names it in
+    `failed_trial`) or, in a grid study, re-queued with the same parameters. So a study whose trials keep failing
+    ends with its budget instead of asking for new trials forever.
+    """
     from optuna.trial import TrialState
 
-    used = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
+    later_points = {}
+    for t in trials:
+        later_points.setdefault(_point_key(t), []).append(t.number)
+    used = 0
+    for t in trials:
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+            used += 1
+        elif t.state == TrialState.FAIL and t.number not in retried and \
+                not (spec.is_grid and max(later_points[_point_key(t)]) > t.number):
+            used += 1
     return spec.total_trials() - used
+
+
+def _point_key(trial) -> str:
+    params = dict(trial.system_attrs.get("fixed_params", {}))
+    params.update(trial.params)
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+class StudyFailed(BenchError):
+    """Every trial failed, or `max_failed_trials` failed in a row: the study stops with the first error."""
+
+
+def failure_streak(study) -> list:
+    """The failed trials at the end of the study's finished trials (in the order they ended), worker deaths
+    (re-queued trials) excluded; only trials since the last `bench study run` count (a rerun after a fix starts
+    a new streak)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
+    since = int(study.user_attrs.get(STREAK_START_ATTR, 0))
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            and t.number not in retried and t.number >= since]
+    done.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
+    streak = []
+    for t in reversed(done):
+        if t.state != TrialState.FAIL:
+            break
+        streak.append(t)
+    return streak[::-1]
+
+
+def first_error(trials) -> str:
+    """'trial N: <error>' of the first trial in `trials` that recorded one."""
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.user_attrs.get(ERROR_ATTR):
+            return f"trial {t.number}: {t.user_attrs[ERROR_ATTR]}"
+    return "no error was recorded (the worker may have been killed)"
+
+
+def check_failures(study, spec: StudySpec) -> None:
+    """StudyFailed when the last `max_failed_trials` finished trials all failed."""
+    streak = failure_streak(study)
+    if len(streak) >= spec.max_failed_trials:
+        raise StudyFailed(f"study {spec.study_name} stopped after {len(streak)} consecutive failed trials "
+                          f"(max_failed_trials: {spec.max_failed_trials} in the spec); first error, "
+                          f"{first_error(streak)}; fix it and run the same command again (raise --n-trials if the "
+                          "budget is spent)")
+
+
+def check_all_failed(study, spec: StudySpec) -> None:
+    """StudyFailed when the study has trials and every finished one failed."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if failed and not any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        raise StudyFailed(f"study {spec.study_name}: every trial failed ({len(failed)}); first error, "
+                          f"{first_error(failed)}; fix it and run the same command again (raise --n-trials if the "
+                          "budget is spent)")
 
 
 def _pop_waiting(study) -> int | None:
@@ -541,25 +674,29 @@ def _next_trial(study, spec: StudySpec):
 
 
 def work(spec: StudySpec, opts: RunOptions, handle: StudyStorage | None = None, study=None,
-         max_trials: int | None = None) -> dict[str, int]:
-    """A worker: run trials of the study until its budget or queue is exhausted. Returns state counts."""
+         max_trials: int | None = None, worker: int | None = 0) -> dict[str, int]:
+    """A worker: run trials of the study until its budget or queue is exhausted. Returns state counts.
+
+    Raises StudyFailed when `max_failed_trials` trials in a row failed (in any worker)."""
     import optuna
     from optuna.trial import TrialState
 
     handle = handle or open_handle(spec)
     handle.on_stale.hook = close_stale_trial_run(opts)
-    study = study or open_study(spec, handle, opts)
+    study = study or open_study(spec, handle, opts, worker=worker)
     parent_run_id = study.user_attrs.get(PARENT_ATTR)
     counts = {"complete": 0, "pruned": 0, "fail": 0}
     while max_trials is None or sum(counts.values()) < max_trials:
         handle.fail_stale(study)
-        if budget_left(study, spec) <= 0:
-            break
-        trial = _next_trial(study, spec)
+        check_failures(study, spec)
+        with handle.ask_lock():  # budget check and trial creation as one step for this machine's workers
+            if budget_left(study, spec) <= 0:
+                break
+            trial = _next_trial(study, spec)
         if trial is None:
             break
         trial.set_user_attr(OWNER_ATTR, owner_record(trial.number))
-        state, values = TrialState.FAIL, None
+        state, values, error = TrialState.FAIL, None, None
         with _Heartbeat(handle, trial._trial_id):
             try:
                 values = run_trial(trial, spec, opts, parent_run_id)
@@ -571,9 +708,18 @@ def work(spec: StudySpec, opts: RunOptions, handle: StudyStorage | None = None, 
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             except BenchError as exc:
+                error = str(exc)
                 log.error("trial %d failed: %s", trial.number, exc)
-            except Exception:
-                log.exception("trial %d crashed", trial.number)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                # One line; the traceback with -v (a real run also keeps it in its folder's error.txt).
+                log.error("trial %d crashed: %s (traceback: bench -v ...)", trial.number, error)
+                log.debug("trial %d traceback", trial.number, exc_info=True)
+        if error is not None:
+            try:
+                trial.set_user_attr(ERROR_ATTR, error[:2000])
+            except Exception as exc:  # the trial may have been failed as stale meanwhile
+                log.debug("could not record the error of trial %d: %s", trial.number, exc)
         frozen = study.tell(trial, values if state == TrialState.COMPLETE else None,
                             state=None if state == TrialState.COMPLETE else state, skip_if_finished=True)
         if frozen.state != state:
@@ -586,13 +732,15 @@ def work(spec: StudySpec, opts: RunOptions, handle: StudyStorage | None = None, 
                                                                  TrialState.FAIL)))
         log.info("study %s: %d of %d trials done (this worker: %d complete, %d pruned, %d failed)",
                  spec.study_name, finished, spec.total_trials(), counts["complete"], counts["pruned"], counts["fail"])
+    check_failures(study, spec)
     return counts
 
 
-def worker_entry(spec: StudySpec, opts: RunOptions, index: int = 0) -> dict[str, int]:
-    """Entry point of a worker launched elsewhere (subprocess, submitit job): open, then work."""
-    log.info("worker %d (pid %d) joining %s", index, os.getpid(), spec.study_name)
-    return work(spec, opts)
+def worker_entry(spec: StudySpec, opts: RunOptions, index: int | None = 0) -> dict[str, int]:
+    """Entry point of a worker launched elsewhere (subprocess, submitit job): open, then work. `index` seeds its
+    sampler (None: a seed derived from this process)."""
+    log.info("worker %s (pid %d) joining %s", "?" if index is None else index, os.getpid(), spec.study_name)
+    return work(spec, opts, worker=index)
 
 
 def run_workers(argv: list[str], n: int) -> int:
@@ -657,7 +805,7 @@ def study_state(study, spec: StudySpec) -> dict[str, Any]:
 
     trials = study.get_trials(deepcopy=False)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    complete = counts["complete"] + counts["pruned"] >= spec.total_trials() and not counts["running"]
+    complete = budget_left(study, spec) <= 0 and not counts["running"]  # failed trials use the budget too
     if spec.is_grid:
         complete = not counts["waiting"] and not counts["running"] and counts["complete"] + counts["pruned"] > 0
     best = []

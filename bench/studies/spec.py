@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping
 
 from bench.errors import ConfigError, UsageError, closest
 from bench.metrics import catalog
+from bench.seeding import MAX_SEED
 from bench.studies.objectives import get_objective, is_objective
 
 PARAM_KINDS = ("categorical", "int", "float", "variant")
@@ -35,6 +36,7 @@ SELECTS = ("last", "best")
 RUN_KEYS = ("method", "dataset")
 # Metrics the training loop can score at evaluation epochs (`Evaluator.quick`), hence prune on.
 EVAL_TIME_METRICS = catalog.names(eval_time=True)
+
 
 Scalar = str | int | float | bool | None
 
@@ -159,6 +161,8 @@ class StudySpec:
     grace_period: int = 180
     #: How often a trial whose worker died is retried.
     max_retry: int = 3
+    #: The study stops after this many failed trials in a row (with the first one's error).
+    max_failed_trials: int = 3
     #: Plot layout: x-axis parameter and grouping parameter (defaults: first numeric / first other).
     plot_x: str | None = None
     plot_group: str | None = None
@@ -238,7 +242,7 @@ class StudySpec:
         """What makes two runs of this spec the same study (budget, storage and paths excluded)."""
         d = dataclasses.asdict(self)
         for key in ("path", "description", "paper", "published", "n_trials", "storage", "heartbeat_interval", "grace_period",
-                    "max_retry", "plot_x", "plot_group", "enqueue"):
+                    "max_retry", "max_failed_trials", "plot_x", "plot_group", "enqueue"):
             d.pop(key)
         d["preset_overrides"] = d["preset_overrides"].get(self.preset, {})
         return json.loads(json.dumps(d, sort_keys=True, default=str))
@@ -263,9 +267,9 @@ class StudySpec:
         if overrides:
             changes["cli_overrides"] = {**self.cli_overrides, **overrides}
         if seeds is not None:
-            changes["seeds"] = tuple(seeds)
+            changes["seeds"] = _parse_seeds(list(seeds), self.path or "<spec>")
         if n_trials is not None:
-            changes["n_trials"] = n_trials
+            changes["n_trials"] = _opt_int(n_trials, self.path or "<spec>", "n_trials", minimum=1)
         if storage is not None:
             changes["storage"] = storage
         spec = dataclasses.replace(self, **changes)
@@ -288,7 +292,7 @@ def _enumerate(params: tuple[Param, ...], chosen: dict[str, Scalar]) -> Iterator
 # ---------------------------------------------------------------------------------------------- loading
 _TOP_KEYS = ("name", "description", "paper", "published", "method", "dataset", "preset", "overrides", "preset_overrides",
              "search_space", "objective", "seeds", "n_trials", "sampler", "pruner", "storage", "enqueue",
-             "heartbeat_interval", "grace_period", "max_retry", "plot")
+             "heartbeat_interval", "grace_period", "max_retry", "max_failed_trials", "plot")
 _PARAM_KEYS = ("type", "choices", "low", "high", "step", "log", "variants", "when", "grid")
 _SAMPLER_KEYS = ("type", "seed", "n_startup_trials", "multivariate")
 _PRUNER_KEYS = ("type", "n_startup_trials", "n_warmup_steps", "interval_steps", "min_resource", "max_resource",
@@ -319,11 +323,15 @@ def load_spec(path: str | Path) -> StudySpec:
 
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read study spec {path}: {exc}") from exc
+        raise ConfigError(f"cannot read study spec {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start} is {exc.object[exc.start]:#04x}); a study "
+                          "spec is a YAML text file like studies/cut_nce.yaml") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ConfigError(f"{path}: not valid YAML ({first.strip()}); fix the file (see studies/*.yaml)") from None
     return parse_spec(raw, str(path))
 
 
@@ -370,6 +378,7 @@ def parse_spec(raw: Any, where: str = "<spec>") -> StudySpec:
         heartbeat_interval=_opt_int(raw.get("heartbeat_interval", 30), where, "heartbeat_interval", minimum=1),
         grace_period=_opt_int(raw.get("grace_period", 180), where, "grace_period", minimum=1),
         max_retry=_opt_int(raw.get("max_retry", 3), where, "max_retry", minimum=0),
+        max_failed_trials=_opt_int(raw.get("max_failed_trials", 3), where, "max_failed_trials", minimum=1),
         plot_x=plot.get("x"), plot_group=plot.get("group"),
     )
     _validate_spec(spec, where)
@@ -532,7 +541,7 @@ def _parse_sampler(raw: Any, where: str) -> SamplerSpec:
     multivariate = raw.get("multivariate", True)
     if not isinstance(multivariate, bool):
         raise ConfigError(f"{where}: sampler.multivariate must be true or false")
-    return SamplerSpec(kind, _opt_int(raw.get("seed", 0), where, "sampler.seed", minimum=0),
+    return SamplerSpec(kind, _opt_int(raw.get("seed", 0), where, "sampler.seed", minimum=0, maximum=MAX_SEED),
                        _opt_int(raw.get("n_startup_trials"), where, "sampler.n_startup_trials", minimum=0),
                        multivariate)
 
@@ -578,12 +587,14 @@ def _parse_preset_overrides(raw: Any, where: str) -> dict[str, dict[str, Any]]:
 
 def _parse_seeds(raw: Any, where: str) -> tuple[int, ...]:
     if isinstance(raw, int) and not isinstance(raw, bool):
-        if raw < 1:
-            raise ConfigError(f"{where}: seeds: a count must be >= 1 (or give a list of seeds)")
+        if not 1 <= raw <= 1000:
+            raise ConfigError(f"{where}: seeds: a count must be from 1 to 1000 (or give a list of seeds)")
         return tuple(range(raw))
-    if not isinstance(raw, list) or not raw or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                        for s in raw):
-        raise ConfigError(f"{where}: seeds must be a count or a non-empty list of non-negative integers, got {raw!r}")
+    if not isinstance(raw, (list, tuple)) or not raw or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in raw):
+        raise ConfigError(f"{where}: seeds must be a count or a non-empty list of integers from 0 to {MAX_SEED}, "
+                          f"got {list(raw) if isinstance(raw, tuple) else raw!r}")
+    raw = list(raw)
     if len(set(raw)) != len(raw):
         raise ConfigError(f"{where}: seeds has duplicates: {raw}")
     return tuple(raw)
@@ -607,13 +618,15 @@ def _str(value: Any, where: str, key: str) -> str:
     return value
 
 
-def _opt_int(value: Any, where: str, key: str, minimum: int | None = None) -> int | None:
+def _opt_int(value: Any, where: str, key: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{where}: {key} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{where}: {key} must be <= {maximum}, got {value}")
     return value
 
 

@@ -10,6 +10,7 @@ stale so that the next worker fails it and re-queues it (RetryHeartbeatStaleTria
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -147,6 +148,26 @@ class StudyStorage:
         path = self.heartbeat_dir / str(trial_id)
         path.touch()
         os.utime(path)
+
+    @contextlib.contextmanager
+    def ask_lock(self):
+        """Hold while checking the budget and creating a trial, so workers on this machine never overshoot the
+        budget together (journal storage: an flock on a sidecar file). RDB storages are not locked: workers on
+        several machines may start up to one trial each beyond the budget."""
+        if self.kind != "journal":
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        with open(f"{self.url}.asklock", "a") as f:  # not ".lock": the journal backend uses that name
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def forget(self, trial_id: int) -> None:
         """Drop the heartbeat record of a finished trial (journal sidecar files)."""
