@@ -383,8 +383,8 @@ def prepare_store(tracking_uri: str | None = None, experiments: Iterable[str] = 
     """Create (and migrate) the tracking store and `experiments` once, before many runs fan out.
 
     For sqlite, one process at a time creates the schema (MLflow's migrations are not safe to run twice at
-    once: "table _alembic_tmp_experiments already exists") and switches the file to WAL journaling, so
-    readers do not block the writer. Returns the client.
+    once: "table _alembic_tmp_experiments already exists"); every later call retries while another process
+    holds the write lock. Returns the client.
     """
     client = make_client(tracking_uri)
     for name in experiments:
@@ -402,20 +402,10 @@ def _open_client(uri: str):
         return client
     with _store_lock(db):
         client = _LockRetryingClient(MlflowClient(tracking_uri=uri))
+        # The file stays in sqlite's default rollback-journal mode: in WAL mode recent writes live in a
+        # `-wal` file until a checkpoint, and a copy of mlflow.db alone (a backup, a colleague) lost them.
         client.search_experiments(max_results=1)  # creates and migrates the schema under the lock
-        _use_wal(db)
     return client
-
-
-def _use_wal(db: Path) -> None:
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(db, timeout=30)) as con:
-            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.Error as exc:  # e.g. a filesystem without shared memory (NFS): stay in rollback mode
-        log.debug("sqlite WAL mode not enabled for %s: %s", db, exc)
 
 
 def make_client(tracking_uri: str | None = None):
