@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -304,7 +305,12 @@ def test_qsattn_queries_smoke_study_on_toy(tmp_path, inception_weights):
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "results" / "studies" / "qsattn_queries.toy.smoke"
     table = (out / "table.md").read_text()
-    assert "| num_patches | method | fid |" in table and "| 64 | qsattn_global |" in table
+    # The one table renderer: the paper's row order (per query count, the QS-Attn modes then CUT), method labels,
+    # the two trials scored, the other 14 grid cells queued and footnoted as such.
+    assert "| num_patches | Method | toy FID↓ |" in table
+    assert re.search(r"\| 64 \| QS-Attn \(Global\) \| \d+\.\d \(n=1\) \|", table), table
+    assert re.search(r"\| 64 \| QS-Attn \(Local\) \| \d+\.\d \(n=1\) \|", table), table
+    assert table.count("| 512 | ") == 4 and "trial queued: no score yet" in table
     assert (out / "fid_vs_param.png").is_file()
     runs = sorted((tmp_path / "runs" / "toy").glob("*/seed0-qsattn_queries.smoke.trial*"))
     assert [r.parent.name for r in runs] == ["qsattn_global", "qsattn_local"]
