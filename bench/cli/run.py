@@ -255,15 +255,15 @@ def _sequential(plan, args) -> list:
             except RunFolderConflict as exc:
                 fixes = " or ".join(f"`{command_with(args, f)}`" for f in exc.fixes)
                 msg = f"{exc}" + (f". Command: {fixes}" if fixes else "")
+                if len(plan) == 1:  # the CLI's one error line says it; a log line too would say it twice
+                    raise RunFolderConflict(msg) from None
                 log.error("%s/seed%d not run: %s", cfg.method, cfg.seed, msg)
                 results.append(_failed(cfg, RunFolderConflict(msg)))
-                if len(plan) == 1:
-                    raise RunFolderConflict(msg) from None
             except BenchError as exc:
-                log.error("%s/seed%d failed: %s", cfg.method, cfg.seed, exc)
-                results.append(_failed(cfg, exc))
                 if len(plan) == 1:
                     raise
+                log.error("%s/seed%d failed: %s", cfg.method, cfg.seed, exc)
+                results.append(_failed(cfg, exc))
             except Exception as exc:  # one failing method must not stop the others
                 log.error("%s/seed%d crashed: %s: %s (traceback in %s)", cfg.method, cfg.seed, type(exc).__name__,
                           exc, cfg.run_dir / "error.txt")
