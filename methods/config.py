@@ -69,6 +69,10 @@ class MethodConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    def stride_stages(self) -> int:
+        """How many times the generator halves the image (DOWNSAMPLING unless the depth is a setting)."""
+        return self.DOWNSAMPLING
+
     def validate(self) -> None:
         """Check types, choices and ranges; raise ConfigError naming the field."""
         hints = typing.get_type_hints(type(self))
@@ -95,11 +99,12 @@ class MethodConfig:
             raise ConfigError("n_epochs + n_epochs_decay must be >= 1")
         if self.load_size < self.crop_size:
             raise ConfigError(f"load_size ({self.load_size}) must be >= crop_size ({self.crop_size})")
-        multiple = 2 ** self.DOWNSAMPLING
+        stages = max(self.stride_stages(), 0)
+        multiple = 2 ** stages
         if self.crop_size % multiple:
             fits = (self.crop_size // multiple) * multiple
             raise ConfigError(f"crop_size={self.crop_size}: must be a multiple of {multiple} (divisible by "
-                              f"2**{self.DOWNSAMPLING}: the generator halves the image {self.DOWNSAMPLING} times), "
+                              f"2**{stages}: the generator halves the image {stages} times), "
                               f"e.g. {max(fits, multiple)} or {fits + multiple}")
         if self.test_load_size < 0 or self.test_crop_size < 0:
             raise ConfigError("test_load_size and test_crop_size must be >= 0 (0 = the default)")

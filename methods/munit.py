@@ -156,6 +156,9 @@ class MUNITConfig(MethodConfig):
                                # the official 'nsgan' is BCE on sigmoid outputs = 'vanilla' here
                                "gan_mode": ("lsgan", "vanilla")}
 
+    def stride_stages(self) -> int:
+        return self.n_downsample  # the content encoder's depth is a setting (the crop check lives in the base)
+
     def validate(self) -> None:
         super().validate()
         for name in ("style_dim", "mlp_dim", "n_layer", "num_scales", "iterations", "step_size"):
@@ -163,9 +166,6 @@ class MUNITConfig(MethodConfig):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_res < 0 or self.n_downsample < 0:
             raise ConfigError("n_res and n_downsample must be >= 0")
-        if self.crop_size % 2**self.n_downsample:
-            raise ConfigError(f"crop_size {self.crop_size} must be divisible by 2**n_downsample "
-                              f"({2**self.n_downsample}) so the decoder restores the input size")
         smallest = min_image_size(self.n_layer, self.num_scales)
         if self.crop_size < smallest:
             raise ConfigError(f"crop_size {self.crop_size} is too small for a {self.num_scales}-scale, "

@@ -304,3 +304,14 @@ def test_munit_vgg16_weight_file_loads_with_caffe_preprocessing(tmp_path):
     assert torch.equal(got[0].weight, state["conv1_1.weight"]) and torch.equal(got[-1].bias, state["conv5_3.bias"])
     black = caffe_preprocess(-torch.ones(1, 3, 2, 2))
     assert torch.allclose(black[0, :, 0, 0], -torch.tensor([103.939, 116.779, 123.680]))
+
+
+def test_crop_multiple_follows_n_downsample():
+    """The crop must survive the content encoder's n_downsample halvings, not the ResNet generators' fixed 2:
+    n_downsample 0 or 1 takes crops that are not multiples of 4 (they were refused), 3 needs multiples of 8."""
+    config = methods.get("munit").Config
+    small = dict(load_size=30, n_layer=1, num_scales=1)
+    assert config(crop_size=30, n_downsample=0, **small).crop_size == 30
+    assert config(crop_size=30, n_downsample=1, **small).crop_size == 30
+    with pytest.raises(ConfigError, match="crop_size=36: must be a multiple of 8"):
+        config(crop_size=36, load_size=36, n_downsample=3, n_layer=1, num_scales=1)
