@@ -67,6 +67,8 @@ class Method:
     licence: ClassVar[str] = ""
     #: Extra per-method preset overrides merged over the generic ones, e.g. {"smoke": {"nz": 4}}.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Attributes holding an ImagePool whose contents are training state (saved in last.pt under these names).
+    POOLS: ClassVar[tuple[str, ...]] = ()
     #: What the official scripts/configs run, per dataset, with sources (methods/recipes.py).
     RECIPE: ClassVar[Recipe | None] = None
     #: Scheduler unit: "epoch" (CycleGAN-style LambdaLR per epoch) or "iteration" (NICE-GAN, MUNIT).
@@ -196,10 +198,12 @@ class Method:
     # ----------------------------------------------------------------- state
     def extra_state(self) -> dict[str, Any]:
         """Training state beyond nets and optimisers (image pools, counters): tensors and plain types."""
-        return {}
+        return {name: getattr(self, name).state_dict() for name in self.POOLS}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        if state:
+            for name in self.POOLS:
+                getattr(self, name).load_state_dict(state[name])
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -93,6 +93,7 @@ RECIPE = Recipe(
 class CycleGAN(Method):
     Config = CycleGANConfig
     two_way = True
+    POOLS = ("fake_A_pool", "fake_B_pool")
     citation = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks, ICCV 2017"
     official_code = "junyanz/pytorch-CycleGAN-and-pix2pix@00d5574"
     licence = "BSD"
@@ -165,10 +166,3 @@ class CycleGAN(Method):
         net = self.nets["netG_A" if direction == "AtoB" else "netG_B"]
         return net(x.to(self.device))
 
-    def extra_state(self):
-        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
-
-    def load_extra_state(self, state):
-        if state:
-            self.fake_A_pool.load_state_dict(state["fake_A_pool"])
-            self.fake_B_pool.load_state_dict(state["fake_B_pool"])

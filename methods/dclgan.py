@@ -136,6 +136,7 @@ class SimDCLConfig(DCLGANConfig):
 class DCLGAN(Method):
     Config = DCLGANConfig
     two_way = True
+    POOLS = ("fake_A_pool", "fake_B_pool")
     citation = "Han et al., Dual Contrastive Learning for Unsupervised Image-to-Image Translation, CVPRW 2021"
     official_code = "JunlinHan/DCLGAN@abb805c"
     licence = "MIT"
@@ -287,13 +288,6 @@ class DCLGAN(Method):
         self.check_direction(direction)
         return self.nets["netG_A" if direction == "AtoB" else "netG_B"](x.to(self.device))
 
-    def extra_state(self):
-        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
-
-    def load_extra_state(self, state):
-        if state:
-            self.fake_A_pool.load_state_dict(state["fake_A_pool"])
-            self.fake_B_pool.load_state_dict(state["fake_B_pool"])
 
 
 class SimDCL(DCLGAN):

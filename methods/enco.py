@@ -220,6 +220,7 @@ def _layer_shapes(cfg: EnCoConfig, layers: Sequence[int]) -> list[tuple[int, ...
 
 class EnCo(Method):
     Config = EnCoConfig
+    POOLS = ("fake_pool",)
     citation = ("Cai et al., Rethinking the Paradigm of Content Constraints in GAN-based Unpaired "
                 "Image-to-Image Translation, AAAI 2024")
     official_code = "XiudingCai/EnCo-pytorch@0d404a7"
@@ -341,9 +342,3 @@ class EnCo(Method):
                "BYOL_Y": loss_BYOL_Y, "G": loss_G}
         return {k: v.detach() for k, v in out.items()}
 
-    def extra_state(self):
-        return {"fake_pool": self.fake_pool.state_dict()}
-
-    def load_extra_state(self, state):
-        if state:
-            self.fake_pool.load_state_dict(state["fake_pool"])
