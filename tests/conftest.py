@@ -43,6 +43,22 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No Inception weights anywhere and no network: FID is n/a, as on a fresh offline machine."""
+    from bench.errors import DownloadError
+    from bench.metrics import features
+
+    monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(dst, url=None, sha256_prefix=None):
+        raise DownloadError("cannot download the FID Inception weights (no network)")
+
+    monkeypatch.setattr(features, "download_inception_weights", no_network)
+    monkeypatch.setattr(features, "_FAILED_DOWNLOADS", {})
+
+
 #: The study tests' objective (`_quadratic`, no training), registered through the study runner's plugin hook.
 STUDY_OBJECTIVES = Path(__file__).with_name("study_objectives.py")
 

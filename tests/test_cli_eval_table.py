@@ -7,7 +7,6 @@ import os
 
 import mlflow
 import numpy as np
-import pytest
 from PIL import Image
 
 from bench.cli import main
@@ -19,22 +18,6 @@ FAST = ["--set", "data.max_train=4", "--set", "train.eval_n=2", "--set", "eval.n
 def _said(capsys) -> str:
     out = capsys.readouterr()
     return " ".join((out.out + " " + out.err).split())
-
-
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No Inception weights anywhere and no network: FID is n/a, as on a fresh offline machine."""
-    from bench.errors import DownloadError
-    from bench.metrics import features
-
-    monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def no_network(dst, url=None, sha256_prefix=None):
-        raise DownloadError("cannot download the FID Inception weights (no network)")
-
-    monkeypatch.setattr(features, "download_inception_weights", no_network)
-    monkeypatch.setattr(features, "_FAILED_DOWNLOADS", {})
 
 
 def test_table_and_plot_from_another_folder_say_where_they_looked_and_create_nothing(tmp_path, capsys):

@@ -43,21 +43,6 @@ def test_the_readme_has_the_sequence_this_test_drives():
     assert [c[0] for c in seq[2:]] == ["table", "plot"]
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    from bench.errors import DownloadError
-    from bench.metrics import features
-
-    monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def no_network(dst, url=None, sha256_prefix=None):
-        raise DownloadError("cannot download the FID Inception weights (no network in this test)")
-
-    monkeypatch.setattr(features, "download_inception_weights", no_network)
-    monkeypatch.setattr(features, "_FAILED_DOWNLOADS", {})
-
-
 def _drive(tmp_path, capsys, methods: list[str] | None) -> list[str]:
     said = []
     for argv in readme_sequence():
