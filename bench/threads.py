@@ -133,18 +133,20 @@ def read_continuity(run_dir: Path) -> dict[str, Any]:
                           "its thread count") from None
 
 
-def _trained_threads(run_dir: Path) -> tuple[int | None, int | None]:
-    """(count in config.json, count the run trains with now) of a folder that holds trained weights or
-    scores; (None, None) when nothing was trained there yet (a new run, or one that starts again)."""
+def _trained_threads(run_dir: Path) -> tuple[int | None, int | None, dict[str, Any]]:
+    """(count in config.json, count the run trains with now, continuity record) of a folder that holds
+    trained weights or scores; (None, None, {}) when nothing was trained there yet (a new run, or one that
+    starts again)."""
     run_dir = Path(run_dir)
     if not ((run_dir / "checkpoints" / "last.pt").is_file() or (run_dir / "metrics.json").is_file()):
-        return None, None
+        return None, None, {}
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
-        return None, None  # bench.run_folder reports the unreadable folder with its fix
+        return None, None, {}  # bench.run_folder reports the unreadable folder with its fix
     recorded = int((saved.get("train") or {}).get("threads") or 0)
-    return recorded, int(read_continuity(run_dir).get("threads") or recorded)
+    continuity = read_continuity(run_dir)
+    return recorded, int(continuity.get("threads") or recorded), continuity
 
 
 def settle(cfg: RunConfig, *, resume: bool = False, restart: bool = False, allow_change: bool = False
@@ -158,14 +160,13 @@ def settle(cfg: RunConfig, *, resume: bool = False, restart: bool = False, allow
     params are immutable, and check_origin compares the config hash) and the continuity record notes the
     change. Without `resume` an explicit other count is a settings difference the run folder refuses.
     """
-    recorded, current = (None, None) if restart else _trained_threads(cfg.run_dir)
+    recorded, current, continuity = (None, None, {}) if restart else _trained_threads(cfg.run_dir)
     requested, crop = cfg.train.threads, cfg.method_cfg.crop_size
     if recorded is None or (requested and requested != current and not resume):
         plan = resolve(requested, crop)
         return _with_threads(cfg, plan.intra_op), plan, {}
     if recorded == 0:  # recorded before bench kept the count (torch's default then): the rule decides now
         return cfg if requested == 0 else _with_threads(cfg, 0), resolve(requested, crop), {}
-    continuity = read_continuity(cfg.run_dir)
     plan = resolve(requested, crop, current, allow_change=allow_change, where=str(cfg.run_dir))
     if plan.intra_op != current:
         continuity = {"threads": plan.intra_op, "bitwise_continuous": False,
